@@ -1,0 +1,158 @@
+//! Test support: run the real binaries as child processes on port 0, learn
+//! their address from their own log line, and signal or kill them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::kill;
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// How long a child may take to start listening or to exit.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running binary, killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    addr: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// Starts `bin` with `args` and `env` (on top of `PORT=0`, `RUST_LOG=info`)
+    /// and, for an HTTP service, waits until it logs its address.
+    ///
+    /// # Panics
+    /// The binary cannot start, or (with `http`) logs no address in time.
+    #[must_use]
+    pub fn start(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &Path)], http: bool) -> Self {
+        let mut command = Command::new(bin.as_ref());
+        command.args(args).env("PORT", "0").env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (found, addr) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(port) = line.split("listening addr=").nth(1).and_then(|a| a.rsplit(':').next()) {
+                    let _ = found.send(port.trim().parse::<u16>().ok());
+                }
+                let mut all = sink.lock().expect("not poisoned");
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        let mut service = Self { child, addr: None, stderr };
+        if http {
+            let port = addr.recv_timeout(DEADLINE).ok().flatten();
+            let port = port.unwrap_or_else(|| panic!("no `listening` line in time; stderr:\n{}", service.stderr()));
+            service.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        service
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    ///
+    /// # Panics
+    /// The service was started without `http`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr.expect("an HTTP service"))
+    }
+
+    /// Everything the child wrote to stderr so far.
+    ///
+    /// # Panics
+    /// Only if the reader thread panicked.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("not poisoned").clone()
+    }
+
+    /// The child's process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up, as when a node dies or a pod is killed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` without waiting.
+    ///
+    /// # Panics
+    /// The signal cannot be sent.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        kill(pid, signal).expect("signal sent");
+    }
+
+    /// Waits for the child to exit, up to `limit`; `None` if it is still running.
+    ///
+    /// # Panics
+    /// Waiting fails.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `bin` to completion (for start-up errors): exit status and stderr.
+///
+/// # Panics
+/// The binary cannot run.
+#[must_use]
+pub fn run_to_exit(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let out = Command::new(bin.as_ref())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
+///
+/// # Panics
+/// The deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,81 @@
+//! log-output's command line (`writer` or `reader`) and environment, read once.
+
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::env::{EnvError, parsed_or, path_or};
+
+/// The usage line printed for a missing or unknown subcommand.
+pub const USAGE: &str = "usage: log-output <writer|reader>";
+
+const DEFAULT_LOG_FILE: &str = "files/output.log";
+
+/// What to run, with its settings.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Append an entry now and every interval.
+    Writer(WriterConfig),
+    /// Serve the log over HTTP.
+    Reader(ReaderConfig),
+}
+
+/// The writer's settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// `LOG_FILE`, default `files/output.log`.
+    pub log_file: PathBuf,
+    /// `COUNTER_FILE`, default `files/pingpong_counter.txt`.
+    pub counter_file: PathBuf,
+    /// `WRITE_INTERVAL_MS`, default 5000, never 0.
+    pub interval: Duration,
+}
+
+/// The reader's settings.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// `PORT`, default 8080.
+    pub port: u16,
+    /// `LOG_FILE`, default `files/output.log`.
+    pub log_file: PathBuf,
+}
+
+/// A start-up mistake; its message is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No subcommand, or one we do not know.
+    #[error("{USAGE} (got {0:?})")]
+    Usage(String),
+    /// A variable set to something unusable.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+}
+
+impl Command {
+    /// Reads the subcommand from `args` (without the program name) and the
+    /// settings it needs from the environment.
+    ///
+    /// # Errors
+    /// A wrong subcommand or a bad variable.
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, ConfigError> {
+        let first = args.next();
+        if let Some(extra) = args.next() {
+            return Err(ConfigError::Usage(extra));
+        }
+        match first.as_deref() {
+            Some("writer") => Ok(Self::Writer(WriterConfig {
+                log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
+                counter_file: path_or("COUNTER_FILE", "files/pingpong_counter.txt")?,
+                interval: Duration::from_millis(
+                    parsed_or("WRITE_INTERVAL_MS", NonZeroU64::new(5000).unwrap_or(NonZeroU64::MIN), "a whole number of milliseconds above 0")?
+                        .get(),
+                ),
+            })),
+            Some("reader") => Ok(Self::Reader(ReaderConfig {
+                port: parsed_or("PORT", 8080, "a port number from 0 to 65535")?,
+                log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
+            })),
+            other => Err(ConfigError::Usage(other.unwrap_or("nothing").to_owned())),
+        }
+    }
+}

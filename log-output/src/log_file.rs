@@ -1,0 +1,217 @@
+//! The shared log on disk: appending (with rotation) and reading from the end.
+//!
+//! The log is `LOG_FILE`; when an append would take it past
+//! [`DEFAULT_MAX_BYTES`] it is renamed to `LOG_FILE.1` (replacing the previous
+//! one) and a new log begins. Reading starts at the end and goes back only as
+//! far as the entries asked for, into `LOG_FILE.1` when needed, so the cost of
+//! serving does not depend on how big the log has grown.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::entry::{Entry, complete_entries};
+
+/// Rotate when the log would pass 1 MiB: about 13,000 entries, 18 hours at
+/// one entry every 5 s; with `LOG_FILE.1` at most 2 MiB are on the volume.
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
+
+/// The first piece read from the end of a file; doubled until it holds the
+/// entries wanted. 4 KiB holds about 50 entries.
+const FIRST_READ: u64 = 4096;
+
+/// The log's two files and its size limit.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    path: PathBuf,
+    rotated: PathBuf,
+    max_bytes: u64,
+}
+
+impl LogFile {
+    /// Names the log; touches nothing on disk.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        let path = path.into();
+        let mut rotated = OsString::from(path.as_os_str());
+        rotated.push(".1");
+        Self { rotated: PathBuf::from(rotated), path, max_bytes }
+    }
+
+    /// The current log file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    /// Makes the directory and the log file if missing, so that an unusable
+    /// volume stops the writer at start-up rather than at its first entry.
+    ///
+    /// # Errors
+    /// The directory or file cannot be created or opened for appending.
+    pub fn ensure_writable(&self) -> io::Result<()> {
+        fs::create_dir_all(self.dir())?;
+        self.open_for_append().map(drop)
+    }
+
+    fn open_for_append(&self) -> io::Result<File> {
+        OpenOptions::new().read(true).append(true).create(true).open(&self.path)
+    }
+
+    /// Appends one entry durably (written in one call, then fsync'd),
+    /// rotating first if the log would pass its limit.
+    ///
+    /// # Errors
+    /// Any failed system call; an entry that failed may be partly written,
+    /// which readers skip and the next append repairs.
+    pub fn append(&self, entry: &Entry) -> io::Result<()> {
+        let text = entry.to_string();
+        let mut file = self.open_for_append()?;
+        let mut len = file.metadata()?.len();
+        if len > 0 && len + text.len() as u64 > self.max_bytes {
+            fs::rename(&self.path, &self.rotated)?;
+            File::open(self.dir())?.sync_all()?;
+            file = self.open_for_append()?;
+            len = file.metadata()?.len();
+        }
+        let mut buf = Vec::with_capacity(text.len() + 1);
+        if len > 0 && !ends_with_newline(&file, len)? {
+            // A torn entry from a crash: end its line so the new entry starts
+            // on a line of its own. The torn line stays (nothing is erased);
+            // readers skip it.
+            tracing::warn!(path = %self.path.display(), "log ended in a torn entry; starting a new line");
+            buf.push(b'\n');
+        }
+        buf.extend_from_slice(text.as_bytes());
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        if len == 0 {
+            // A new file: make its name durable too.
+            File::open(self.dir())?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// The last `n` complete entries, oldest first, reading from the end of
+    /// the log and, if it holds fewer, of the rotated one.
+    ///
+    /// # Errors
+    /// A file exists but cannot be read. Missing files hold no entries.
+    pub fn tail(&self, n: usize) -> io::Result<Vec<Entry>> {
+        let mut entries = last_entries(&self.path, n)?;
+        if entries.len() < n {
+            let mut older = last_entries(&self.rotated, n - entries.len())?;
+            older.append(&mut entries);
+            entries = older;
+        }
+        Ok(entries)
+    }
+
+    /// Whether the log can be read: true when either file opens, false when
+    /// neither exists yet.
+    ///
+    /// # Errors
+    /// A file exists but cannot be opened.
+    pub fn exists_readable(&self) -> io::Result<bool> {
+        for path in [&self.path, &self.rotated] {
+            match File::open(path) {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn ends_with_newline(file: &File, len: u64) -> io::Result<bool> {
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] == b'\n')
+}
+
+/// The last `n` complete entries of one file, reading back from its end in
+/// doubling pieces until they hold `n` entries or the whole file.
+fn last_entries(path: &Path, n: usize) -> io::Result<Vec<Entry>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let mut want = FIRST_READ.min(len);
+    loop {
+        let start = len - want;
+        let mut piece = vec![0; usize::try_from(want).map_err(io::Error::other)?];
+        file.read_exact_at(&mut piece, start)?;
+        let mut entries = complete_entries(&piece, start == 0);
+        if entries.len() >= n || start == 0 {
+            let skip = entries.len().saturating_sub(n);
+            entries.drain(..skip);
+            return Ok(entries);
+        }
+        want = (want * 2).min(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn entries(count: u64) -> Vec<Entry> {
+        let id = Uuid::new_v4();
+        (0..count).map(|c| Entry::now(id, c)).collect()
+    }
+
+    #[test]
+    fn tail_returns_the_last_entries_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogFile::new(dir.path().join("output.log"), DEFAULT_MAX_BYTES);
+        assert!(log.tail(3).unwrap().is_empty());
+        let written = entries(200);
+        for e in &written {
+            log.append(e).unwrap();
+        }
+        assert_eq!(log.tail(1).unwrap(), written[199..]);
+        assert_eq!(log.tail(150).unwrap(), written[50..]);
+        assert_eq!(log.tail(1000).unwrap(), written);
+    }
+
+    #[test]
+    fn rotation_bounds_the_log_and_tail_reads_across_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogFile::new(dir.path().join("output.log"), 1000);
+        let written = entries(30);
+        for e in &written {
+            log.append(e).unwrap();
+        }
+        assert!(fs::metadata(log.path()).unwrap().len() <= 1000);
+        assert!(fs::metadata(&log.rotated).unwrap().len() <= 1000);
+        let last = log.tail(written.len()).unwrap();
+        assert!(last.len() > 12, "entries of both files are read: {}", last.len());
+        assert_eq!(last, written[written.len() - last.len()..]);
+    }
+
+    #[test]
+    fn an_append_after_a_torn_entry_starts_a_new_line_and_keeps_the_torn_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogFile::new(dir.path().join("output.log"), DEFAULT_MAX_BYTES);
+        let [a, b] = <[Entry; 2]>::try_from(entries(2)).unwrap();
+        let torn = &a.to_string()[..40];
+        fs::write(log.path(), format!("{a}{torn}")).unwrap();
+        assert_eq!(log.tail(5).unwrap(), vec![a.clone()]);
+        log.append(&b).unwrap();
+        assert_eq!(log.tail(5).unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(fs::read_to_string(log.path()).unwrap(), format!("{a}{torn}\n{b}"));
+    }
+}

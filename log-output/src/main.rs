@@ -1,0 +1,44 @@
+//! log-output's entry point: `log-output writer` or `log-output reader`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use common::counter::CounterFile;
+use common::shutdown::shutdown_signal;
+use log_output::config::Command;
+use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
+use log_output::{ReaderState, Writer};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::telemetry::init();
+    match start().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("log-output: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
+    match Command::parse(std::env::args().skip(1))? {
+        Command::Writer(config) => {
+            let log = LogFile::new(&config.log_file, DEFAULT_MAX_BYTES);
+            log.ensure_writable()
+                .with_context(|| format!("cannot write the log file {}", config.log_file.display()))?;
+            Writer::new(log, CounterFile::new(&config.counter_file))
+                .run_until_stopped(config.interval, shutdown_signal())
+                .await;
+        }
+        Command::Reader(config) => {
+            let listener = TcpListener::bind(("0.0.0.0", config.port))
+                .await
+                .with_context(|| format!("cannot listen on port {}", config.port))?;
+            let state = ReaderState::new(LogFile::new(&config.log_file, DEFAULT_MAX_BYTES));
+            log_output::run(listener, state, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The reader: serves the latest entry and the tail of the log over HTTP.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::entry::Entry;
+use crate::error::Error;
+use crate::log_file::LogFile;
+
+/// `GET /log` without `tail`.
+pub const DEFAULT_TAIL: usize = 10;
+/// The most entries `GET /log` returns (about 80 KiB).
+pub const MAX_TAIL: usize = 1000;
+
+/// What the reader's handlers share.
+#[derive(Debug, Clone)]
+pub struct ReaderState {
+    log: Arc<LogFile>,
+}
+
+impl ReaderState {
+    /// Serves `log`.
+    #[must_use]
+    pub fn new(log: LogFile) -> Self {
+        Self { log: Arc::new(log) }
+    }
+
+    async fn tail(&self, n: usize) -> Result<Vec<Entry>, Error> {
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || {
+            log.tail(n).map_err(|cause| Error::Log { path: log.path().to_path_buf(), op: "read it", cause })
+        })
+        .await
+        .map_err(|_| Error::TaskFailed("read"))?
+    }
+}
+
+/// The reader's routes, without a socket.
+pub fn app(state: ReaderState) -> Router {
+    Router::new()
+        .route("/", get(latest))
+        .route("/log", get(log))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves [`app`] until `shutdown` completes, then finishes requests in flight.
+///
+/// # Errors
+/// The listener's address cannot be read.
+pub async fn run(
+    listener: TcpListener,
+    state: ReaderState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    common::serve::serve(listener, app(state), shutdown).await
+}
+
+/// `GET /`: the latest complete entry, its two lines.
+async fn latest(State(state): State<ReaderState>) -> Result<String, Error> {
+    let entries = state.tail(1).await?;
+    entries
+        .last()
+        .map(ToString::to_string)
+        .ok_or_else(|| Error::NoEntryYet(state.log.path().to_path_buf()))
+}
+
+#[derive(Debug, Deserialize)]
+struct TailQuery {
+    tail: Option<usize>,
+}
+
+/// `GET /log?tail=N`: the last N entries, oldest first (default
+/// [`DEFAULT_TAIL`], at most [`MAX_TAIL`]).
+async fn log(State(state): State<ReaderState>, Query(query): Query<TailQuery>) -> Result<String, Error> {
+    let n = query.tail.unwrap_or(DEFAULT_TAIL);
+    if !(1..=MAX_TAIL).contains(&n) {
+        return Err(Error::BadTail { got: n, max: MAX_TAIL });
+    }
+    Ok(state.tail(n).await?.iter().map(ToString::to_string).collect())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: ready when the log exists and can be read.
+async fn readyz(State(state): State<ReaderState>) -> impl IntoResponse {
+    let log = Arc::clone(&state.log);
+    match tokio::task::spawn_blocking(move || log.exists_readable()).await {
+        Ok(Ok(true)) => (StatusCode::OK, "ready".to_owned()),
+        Ok(Ok(false)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: log file {} does not exist yet\n", state.log.path().display()),
+        ),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: log file {}: {e}\n", state.log.path().display()),
+        ),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check failed\n".to_owned()),
+    }
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found: try GET /, /log?tail=N, /healthz or /readyz\n")
+}

@@ -1,0 +1,75 @@
+//! pingpong: counts pings in a file on a shared volume, durably and exactly
+//! once, even with several processes on the same file.
+
+mod commit;
+pub mod config;
+pub mod error;
+pub mod routes;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use common::counter::{CounterError, CounterFile, CounterWriter};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use crate::commit::Committer;
+pub use crate::config::Config;
+pub use crate::error::Error;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    counter: Arc<CounterFile>,
+    committer: Committer,
+}
+
+impl AppState {
+    /// Opens the counter on `path` and starts its commit thread. A corrupt
+    /// file does not stop start-up (it answers 503 until repaired), an
+    /// unusable directory does.
+    ///
+    /// # Errors
+    /// The directory cannot be created or written, or the thread not started.
+    pub fn open(path: &Path) -> Result<Self, CounterError> {
+        let file = CounterFile::new(path);
+        let writer = CounterWriter::open(file.clone())?;
+        match file.read() {
+            Ok(count) => tracing::info!(path = %path.display(), count, "counter opened"),
+            Err(e) => tracing::error!(cause = %e, "counter file unusable until repaired"),
+        }
+        let committer = Committer::start(writer).map_err(|e| CounterError::Io {
+            path: path.to_path_buf(),
+            op: "start its commit thread",
+            cause: Arc::new(e),
+        })?;
+        Ok(Self { counter: Arc::new(file), committer })
+    }
+}
+
+/// The routes, without a socket (tests drive it with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/pingpong", get(routes::pingpong))
+        .route("/pings", get(routes::pings))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .fallback(routes::not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then finishes the
+/// requests in flight.
+///
+/// # Errors
+/// The listener's address cannot be read.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    common::serve::serve(listener, app(state), shutdown).await
+}

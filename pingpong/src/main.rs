@@ -1,0 +1,30 @@
+//! pingpong's entry point: configuration, logging, listener, then the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use common::shutdown::shutdown_signal;
+use pingpong::{AppState, Config};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::telemetry::init();
+    match start().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pingpong: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let state = AppState::open(&config.counter_file).context("cannot use the counter file")?;
+    let listener = TcpListener::bind(("0.0.0.0", config.port))
+        .await
+        .with_context(|| format!("cannot listen on port {}", config.port))?;
+    pingpong::run(listener, state, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! pingpong's HTTP endpoints, as in the contract.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+use crate::AppState;
+use crate::error::Error;
+
+/// `GET /pingpong`: counts this ping and answers `pong N`, N being the pings
+/// answered before it. Sent only after the file durably holds N + 1.
+pub async fn pingpong(State(state): State<AppState>) -> Result<String, Error> {
+    let number = state.committer.next().await?;
+    Ok(format!("pong {number}"))
+}
+
+/// `GET /pings`: the current count, without counting.
+pub async fn pings(State(state): State<AppState>) -> Result<String, Error> {
+    let counter = state.counter.clone();
+    let count = tokio::task::spawn_blocking(move || counter.read())
+        .await
+        .map_err(|_| Error::CommitterGone)??;
+    Ok(count.to_string())
+}
+
+/// `GET /healthz`: liveness; the process answers, so it lives.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: ready when the counter file is valid and its directory
+/// writable; otherwise 503 with the reason, so Kubernetes stops routing here.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let counter = state.counter.clone();
+    let check = tokio::task::spawn_blocking(move || counter.read().and_then(|_| counter.probe_writable())).await;
+    match check {
+        Ok(Ok(())) => (StatusCode::OK, "ready".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check panicked\n".to_owned()),
+    }
+}
+
+/// Any other path: 404 with a hint.
+pub async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found: try GET /pingpong, /pings, /healthz or /readyz\n")
+}
