@@ -113,12 +113,7 @@ impl CounterFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Self {
-            lock_path: with_suffix(&path, ".lock"),
-            tmp_path: with_suffix(&path, ".tmp"),
-            dir,
-            path,
-        }
+        Self { lock_path: with_suffix(&path, ".lock"), tmp_path: with_suffix(&path, ".tmp"), dir, path }
     }
 
     /// The counter file itself.
@@ -273,8 +268,7 @@ impl CounterWriter {
             .truncate(true)
             .open(tmp)
             .map_err(CounterError::io(tmp, "create the temp file"))?;
-        out.write_all(format(value).as_bytes())
-            .map_err(CounterError::io(tmp, "write the temp file"))?;
+        out.write_all(format(value).as_bytes()).map_err(CounterError::io(tmp, "write the temp file"))?;
         // A failed fsync is final: the page may be marked clean after a
         // writeback error, so a retry could report success for lost data.
         out.sync_data().map_err(CounterError::io(tmp, "fsync the temp file"))?;

@@ -5,8 +5,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Completes when the process receives SIGINT or SIGTERM. Used by the HTTP
 /// servers' graceful shutdown and by the writer loop.
 pub async fn shutdown_signal() {
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
         // Only possible when the runtime has no signal driver; then the default
         // dispositions (terminate) still apply, so waiting forever is right.

@@ -8,8 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::kill;
 pub use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 /// How long a child may take to start listening or to exit.
@@ -32,7 +32,13 @@ impl Service {
     #[must_use]
     pub fn start(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &Path)], http: bool) -> Self {
         let mut command = Command::new(bin.as_ref());
-        command.args(args).env("PORT", "0").env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .env("PORT", "0")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
         }

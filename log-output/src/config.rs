@@ -67,8 +67,12 @@ impl Command {
                 log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
                 counter_file: path_or("COUNTER_FILE", "files/pingpong_counter.txt")?,
                 interval: Duration::from_millis(
-                    parsed_or("WRITE_INTERVAL_MS", NonZeroU64::new(5000).unwrap_or(NonZeroU64::MIN), "a whole number of milliseconds above 0")?
-                        .get(),
+                    parsed_or(
+                        "WRITE_INTERVAL_MS",
+                        NonZeroU64::new(5000).unwrap_or(NonZeroU64::MIN),
+                        "a whole number of milliseconds above 0",
+                    )?
+                    .get(),
                 ),
             })),
             Some("reader") => Ok(Self::Reader(ReaderConfig {

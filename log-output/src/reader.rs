@@ -71,10 +71,7 @@ pub async fn run(
 /// `GET /`: the latest complete entry, its two lines.
 async fn latest(State(state): State<ReaderState>) -> Result<String, Error> {
     let entries = state.tail(1).await?;
-    entries
-        .last()
-        .map(ToString::to_string)
-        .ok_or_else(|| Error::NoEntryYet(state.log.path().to_path_buf()))
+    entries.last().map(ToString::to_string).ok_or_else(|| Error::NoEntryYet(state.log.path().to_path_buf()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,10 +102,9 @@ async fn readyz(State(state): State<ReaderState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: log file {} does not exist yet\n", state.log.path().display()),
         ),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: log file {}: {e}\n", state.log.path().display()),
-        ),
+        Ok(Err(e)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: log file {}: {e}\n", state.log.path().display()))
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check failed\n".to_owned()),
     }
 }

@@ -32,9 +32,7 @@ impl Committer {
     /// The thread could not be spawned.
     pub fn start(writer: CounterWriter) -> std::io::Result<Self> {
         let (queue, pending) = mpsc::channel(MAX_BATCH);
-        std::thread::Builder::new()
-            .name("counter-commit".into())
-            .spawn(move || commit_loop(writer, pending))?;
+        std::thread::Builder::new().name("counter-commit".into()).spawn(move || commit_loop(writer, pending))?;
         Ok(Self { queue })
     }
 

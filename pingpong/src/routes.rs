@@ -17,9 +17,7 @@ pub async fn pingpong(State(state): State<AppState>) -> Result<String, Error> {
 /// `GET /pings`: the current count, without counting.
 pub async fn pings(State(state): State<AppState>) -> Result<String, Error> {
     let counter = state.counter.clone();
-    let count = tokio::task::spawn_blocking(move || counter.read())
-        .await
-        .map_err(|_| Error::CommitterGone)??;
+    let count = tokio::task::spawn_blocking(move || counter.read()).await.map_err(|_| Error::CommitterGone)??;
     Ok(count.to_string())
 }
 

@@ -200,4 +200,3 @@ async fn sigterm_under_load_answers_in_flight_requests_and_exits_0() {
     // Every ping the file counts was answered: none was cut off in flight.
     assert_eq!(volume.on_disk().trim(), answered.to_string());
 }
-

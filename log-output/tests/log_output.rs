@@ -1,0 +1,204 @@
+//! The writer and the reader as they run in the pod: two real processes on one
+//! directory, real HTTP, real signals.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::testing::{Service, Signal, eventually, run_to_exit};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_log-output");
+
+struct Volume {
+    _dir: TempDir,
+    counter: PathBuf,
+    log: PathBuf,
+}
+
+impl Volume {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        Self { counter: files.join("pingpong_counter.txt"), log: files.join("output.log"), _dir: dir }
+    }
+
+    fn writer(&self, interval_ms: &str) -> Service {
+        let interval = PathBuf::from(interval_ms);
+        Service::start(
+            BIN,
+            &["writer"],
+            &[("COUNTER_FILE", &self.counter), ("LOG_FILE", &self.log), ("WRITE_INTERVAL_MS", &interval)],
+            false,
+        )
+    }
+
+    fn reader(&self) -> Service {
+        Service::start(BIN, &["reader"], &[("LOG_FILE", &self.log)], true)
+    }
+
+    fn set_count(&self, count: &str) {
+        fs::create_dir_all(self.counter.parent().unwrap()).unwrap();
+        fs::write(&self.counter, count).unwrap();
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Checks the two-line format by hand (not with the crate's own parser) and
+/// returns the UUID and the count.
+fn check_entry(text: &str) -> (String, u64) {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 2, "two lines: {text:?}");
+    let header = lines[0].strip_suffix(".\n").unwrap_or_else(|| panic!("first line ends with '.': {text:?}"));
+    let (time, id) = header.split_once(": ").unwrap();
+    assert_eq!(time.len(), "2020-03-30T12:15:17.705Z".len(), "{time}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z') && time.as_bytes()[19] == b'.',
+        "{time}"
+    );
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4, "{id}");
+    assert_eq!(id, id.to_lowercase());
+    let count = lines[1].strip_prefix("Ping / Pongs: ").and_then(|c| c.strip_suffix('\n')).unwrap();
+    (id.to_owned(), count.parse().unwrap())
+}
+
+fn entries(text: &str) -> Vec<(String, u64)> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    lines.chunks(2).map(|pair| check_entry(&pair.concat())).collect()
+}
+
+#[tokio::test]
+async fn the_reader_serves_the_latest_entry_in_the_course_format_with_the_current_count() {
+    let volume = Volume::new();
+    volume.set_count("3\n");
+    let _writer = volume.writer("20");
+    let reader = volume.reader();
+    let body = eventually("a first entry", || async {
+        let (status, body) = get(&reader.url("/")).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(check_entry(&body).1, 3);
+    volume.set_count("4");
+    eventually("the new count", || async { (check_entry(&get(&reader.url("/")).await.1).1 == 4).then_some(()) }).await;
+    assert_eq!(get(&reader.url("/readyz")).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_uuid_is_constant_within_a_life_and_new_after_a_restart_and_history_survives() {
+    let volume = Volume::new();
+    let reader = volume.reader();
+    let mut writer = volume.writer("20");
+    let first_life = eventually("three entries", || async {
+        let (status, body) = get(&reader.url("/log?tail=3")).await;
+        let found = if status == 200 { entries(&body) } else { Vec::new() };
+        (found.len() == 3).then_some(found)
+    })
+    .await;
+    let old_id = first_life[0].0.clone();
+    assert!(first_life.iter().all(|(id, count)| *id == old_id && *count == 0), "{first_life:?}");
+    writer.kill();
+    let _writer = volume.writer("20");
+    let ids = eventually("an entry of the new life", || async {
+        let ids: Vec<String> = entries(&get(&reader.url("/log?tail=1000")).await.1).into_iter().map(|e| e.0).collect();
+        (ids.last() != Some(&old_id)).then_some(ids)
+    })
+    .await;
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 2, "one id per life: {distinct:?}");
+    assert_eq!(ids[0], old_id, "the old life's entries are still in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_never_sees_half_an_entry() {
+    let volume = Volume::new();
+    volume.set_count("123456");
+    let _writer = volume.writer("1");
+    let reader = volume.reader();
+    eventually("a first entry", || async { (get(&reader.url("/")).await.0 == 200).then_some(()) }).await;
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        let body = client.get(reader.url("/")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(check_entry(&body).1, 123_456);
+        let tail = client.get(reader.url("/log?tail=20")).send().await.unwrap().text().await.unwrap();
+        assert!(entries(&tail).iter().all(|e| e.1 == 123_456));
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_counter_skips_entries_instead_of_inventing_a_count() {
+    let volume = Volume::new();
+    volume.set_count("12abc");
+    let writer = volume.writer("20");
+    let reader = volume.reader();
+    eventually("the skipped entry to be logged", || async { writer.stderr().contains("entry skipped").then_some(()) })
+        .await;
+    let (status, body) = get(&reader.url("/")).await;
+    assert_eq!((status, body.contains("no log entry yet")), (503, true), "{body}");
+    assert!(fs::read_to_string(&volume.log).unwrap().is_empty());
+    volume.set_count("5");
+    eventually("an entry once repaired", || async {
+        let (status, body) = get(&reader.url("/")).await;
+        (status == 200 && check_entry(&body).1 == 5).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tail_outside_its_range_is_a_clear_400() {
+    let volume = Volume::new();
+    let reader = volume.reader();
+    for query in ["tail=0", "tail=1001", "tail=abc", "tail=-1"] {
+        assert_eq!(get(&reader.url(&format!("/log?{query}"))).await.0, 400, "{query}");
+    }
+    assert_eq!(get(&reader.url("/readyz")).await.0, 503, "no log yet");
+    assert_eq!(get(&reader.url("/nope")).await.0, 404);
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, "").unwrap();
+    let under_file = file.join("output.log");
+    let under_file = under_file.to_str().unwrap();
+    let good_log = dir.path().join("output.log");
+    let good_log = good_log.to_str().unwrap();
+    // (arguments, environment, what the one line must mention)
+    type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 6] = [
+        (&[], vec![], "usage"),
+        (&["sideways"], vec![], "usage"),
+        (&["reader"], vec![("PORT", "http"), ("LOG_FILE", good_log)], "PORT"),
+        (&["writer"], vec![("WRITE_INTERVAL_MS", "0"), ("LOG_FILE", good_log)], "WRITE_INTERVAL_MS"),
+        (&["writer"], vec![("WRITE_INTERVAL_MS", "fast"), ("LOG_FILE", good_log)], "WRITE_INTERVAL_MS"),
+        (&["writer"], vec![("LOG_FILE", under_file)], "not-a-dir"),
+    ];
+    for (args, env, mentions) in cases {
+        let (status, stderr) = run_to_exit(BIN, args, &env);
+        assert!(!status.success(), "{args:?} {env:?} should fail");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(mentions), "mentions {mentions}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_writer_and_reader_with_exit_0() {
+    let volume = Volume::new();
+    let mut writer = volume.writer("10");
+    let mut reader = volume.reader();
+    eventually("a first entry", || async { (get(&reader.url("/")).await.0 == 200).then_some(()) }).await;
+    for service in [&mut writer, &mut reader] {
+        service.signal(Signal::SIGTERM);
+        let status = service.wait_exit(Duration::from_secs(5)).expect("exits within 5 s");
+        assert!(status.success(), "exit status {status}");
+    }
+    let log = fs::read_to_string(&volume.log).unwrap();
+    assert!(log.ends_with('\n') && !entries(&log).is_empty(), "the last append was finished");
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the whole system on this machine, no cluster: pingpong, the log-output
+# writer and reader, all sharing ./files/ as the pod volume would.
+# Usage: ./run-local.sh          (Ctrl-C stops all three)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PINGPONG_PORT=${PINGPONG_PORT:-3000}
+READER_PORT=${READER_PORT:-8080}
+export COUNTER_FILE=${COUNTER_FILE:-files/pingpong_counter.txt}
+export LOG_FILE=${LOG_FILE:-files/output.log}
+
+echo "==> building (cargo build --release)"
+cargo build --release --quiet --bin pingpong --bin log-output
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "==> stopping"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+PORT=$PINGPONG_PORT target/release/pingpong & pids+=($!)
+target/release/log-output writer & pids+=($!)
+PORT=$READER_PORT target/release/log-output reader & pids+=($!)
+
+# Wait (with a deadline) until both HTTP services answer.
+for url in "http://127.0.0.1:$PINGPONG_PORT/readyz" "http://127.0.0.1:$READER_PORT/readyz"; do
+  for _ in $(seq 100); do
+    curl -fs "$url" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
+
+cat <<MSG
+
+==> running; the shared volume is ./files/
+    curl localhost:$PINGPONG_PORT/pingpong      # pong N, counted durably
+    curl localhost:$PINGPONG_PORT/pings         # the count, without counting
+    curl localhost:$READER_PORT/                # latest log entry
+    curl 'localhost:$READER_PORT/log?tail=5'    # last five entries
+    Ctrl-C stops all three.
+
+MSG
+wait
