@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::env::{EnvError, parsed_or, path_or};
 
 /// The usage line printed for a missing or unknown subcommand.
-pub const USAGE: &str = "usage: log-output <writer|reader>";
+pub const USAGE: &str = "usage: log-output <writer|reader|alive>";
 
 const DEFAULT_LOG_FILE: &str = "files/output.log";
 
@@ -18,6 +18,8 @@ pub enum Command {
     Writer(WriterConfig),
     /// Serve the log over HTTP.
     Reader(ReaderConfig),
+    /// Exit 0 if the writer's heartbeat is fresh (its liveness probe).
+    Alive(AliveConfig),
 }
 
 /// The writer's settings.
@@ -29,6 +31,17 @@ pub struct WriterConfig {
     pub counter_file: PathBuf,
     /// `WRITE_INTERVAL_MS`, default 5000, never 0.
     pub interval: Duration,
+    /// `HEARTBEAT_FILE`, unset by default: touched on every turn of the loop.
+    pub heartbeat: Option<PathBuf>,
+}
+
+/// The liveness check's settings: the writer's own variables.
+#[derive(Debug, Clone)]
+pub struct AliveConfig {
+    /// `HEARTBEAT_FILE`, required.
+    pub heartbeat: PathBuf,
+    /// Three intervals, and at least 10 s: one slow turn is not death.
+    pub max_age: Duration,
 }
 
 /// The reader's settings.
@@ -51,6 +64,19 @@ pub enum ConfigError {
     Env(#[from] EnvError),
 }
 
+fn interval() -> Result<Duration, EnvError> {
+    let default = NonZeroU64::new(5000).unwrap_or(NonZeroU64::MIN);
+    let ms = parsed_or("WRITE_INTERVAL_MS", default, "a whole number of milliseconds above 0")?;
+    Ok(Duration::from_millis(ms.get()))
+}
+
+fn optional_path(name: &'static str) -> Result<Option<PathBuf>, EnvError> {
+    if std::env::var_os(name).is_none() {
+        return Ok(None);
+    }
+    path_or(name, "").map(Some)
+}
+
 impl Command {
     /// Reads the subcommand from `args` (without the program name) and the
     /// settings it needs from the environment.
@@ -66,14 +92,16 @@ impl Command {
             Some("writer") => Ok(Self::Writer(WriterConfig {
                 log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
                 counter_file: path_or("COUNTER_FILE", "files/pingpong_counter.txt")?,
-                interval: Duration::from_millis(
-                    parsed_or(
-                        "WRITE_INTERVAL_MS",
-                        NonZeroU64::new(5000).unwrap_or(NonZeroU64::MIN),
-                        "a whole number of milliseconds above 0",
-                    )?
-                    .get(),
-                ),
+                interval: interval()?,
+                heartbeat: optional_path("HEARTBEAT_FILE")?,
+            })),
+            Some("alive") => Ok(Self::Alive(AliveConfig {
+                heartbeat: optional_path("HEARTBEAT_FILE")?.ok_or(EnvError {
+                    name: "HEARTBEAT_FILE",
+                    expected: "set to the writer's heartbeat file",
+                    value: String::new(),
+                })?,
+                max_age: (interval()? * 3).max(Duration::from_secs(10)),
             })),
             Some("reader") => Ok(Self::Reader(ReaderConfig {
                 port: parsed_or("PORT", 8080, "a port number from 0 to 65535")?,

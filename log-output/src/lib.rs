@@ -4,6 +4,7 @@
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod heartbeat;
 pub mod log_file;
 pub mod reader;
 pub mod writer;

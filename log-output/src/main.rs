@@ -29,8 +29,11 @@ async fn start() -> anyhow::Result<()> {
             log.ensure_writable()
                 .with_context(|| format!("cannot write the log file {}", config.log_file.display()))?;
             Writer::new(log, CounterFile::new(&config.counter_file))
-                .run_until_stopped(config.interval, shutdown_signal())
+                .run_until_stopped(config.interval, config.heartbeat, shutdown_signal())
                 .await;
+        }
+        Command::Alive(config) => {
+            log_output::heartbeat::check(&config.heartbeat, config.max_age).map_err(anyhow::Error::msg)?;
         }
         Command::Reader(config) => {
             let listener = TcpListener::bind(("0.0.0.0", config.port))

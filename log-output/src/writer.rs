@@ -2,6 +2,7 @@
 //! process's UUID and the count read from the counter file.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use uuid::Uuid;
 
 use crate::entry::Entry;
 use crate::error::Error;
+use crate::heartbeat;
 use crate::log_file::LogFile;
 
 /// The writer's state for its whole life.
@@ -51,8 +53,15 @@ impl Writer {
     }
 
     /// Appends at once and then every `interval` until `shutdown` completes.
-    /// An append under way when the signal comes is finished first.
-    pub async fn run_until_stopped(self, interval: Duration, shutdown: impl Future<Output = ()>) {
+    /// An append under way when the signal comes is finished first. After
+    /// every turn, appended or skipped, `heartbeat` (if any) is touched for
+    /// the liveness probe.
+    pub async fn run_until_stopped(
+        self,
+        interval: Duration,
+        heartbeat: Option<PathBuf>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tracing::info!(id = %self.id, log = %self.log.path().display(), ?interval, "writer started");
         let writer = Arc::new(self);
         let mut ticks = tokio::time::interval(interval);
@@ -65,9 +74,21 @@ impl Writer {
                 _ = ticks.tick() => {}
             }
             let w = Arc::clone(&writer);
-            match tokio::task::spawn_blocking(move || w.append_entry_once()).await {
-                Ok(Ok(entry)) => tracing::debug!(count = entry.count, "entry appended"),
-                Ok(Err(e)) => tracing::error!(cause = %e, "entry skipped"),
+            let beat = heartbeat.clone();
+            let turn = tokio::task::spawn_blocking(move || {
+                let appended = w.append_entry_once();
+                (appended, beat.map(|path| heartbeat::beat(&path)))
+            });
+            match turn.await {
+                Ok((appended, beat)) => {
+                    match appended {
+                        Ok(entry) => tracing::debug!(count = entry.count, "entry appended"),
+                        Err(e) => tracing::error!(cause = %e, "entry skipped"),
+                    }
+                    if let Some(Err(e)) = beat {
+                        tracing::warn!(cause = %e, "could not touch the heartbeat file");
+                    }
+                }
                 Err(e) => tracing::error!(cause = %e, "append task failed"),
             }
         }

@@ -202,3 +202,22 @@ async fn sigterm_stops_writer_and_reader_with_exit_0() {
     let log = fs::read_to_string(&volume.log).unwrap();
     assert!(log.ends_with('\n') && !entries(&log).is_empty(), "the last append was finished");
 }
+
+#[tokio::test]
+async fn the_alive_probe_passes_while_the_writer_loop_turns() {
+    let volume = Volume::new();
+    let heartbeat = volume.log.with_file_name("heartbeat");
+    let beat = heartbeat.to_str().unwrap();
+    let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
+    assert!(!status.success() && stderr.contains("no heartbeat"), "{stderr}");
+    let interval = PathBuf::from("20");
+    let _writer = Service::start(
+        BIN,
+        &["writer"],
+        &[("LOG_FILE", &volume.log), ("WRITE_INTERVAL_MS", &interval), ("HEARTBEAT_FILE", &heartbeat)],
+        false,
+    );
+    eventually("the first heartbeat", || async { heartbeat.exists().then_some(()) }).await;
+    let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
+    assert!(status.success(), "{stderr}");
+}
