@@ -27,6 +27,7 @@ const FIRST_READ: u64 = 4096;
 pub struct LogFile {
     path: PathBuf,
     rotated: PathBuf,
+    lock: PathBuf,
     max_bytes: u64,
 }
 
@@ -35,9 +36,12 @@ impl LogFile {
     #[must_use]
     pub fn new(path: impl Into<PathBuf>, max_bytes: u64) -> Self {
         let path = path.into();
-        let mut rotated = OsString::from(path.as_os_str());
-        rotated.push(".1");
-        Self { rotated: PathBuf::from(rotated), path, max_bytes }
+        let with_suffix = |suffix: &str| {
+            let mut name = OsString::from(path.as_os_str());
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Self { rotated: with_suffix(".1"), lock: with_suffix(".lock"), path, max_bytes }
     }
 
     /// The current log file.
@@ -68,12 +72,18 @@ impl LogFile {
     }
 
     /// Appends one entry durably (written in one call, then fsync'd),
-    /// rotating first if the log would pass its limit.
+    /// rotating first if the log would pass its limit. Holds an exclusive
+    /// lock on `LOG_FILE.lock` while it does.
     ///
     /// # Errors
     /// Any failed system call; an entry that failed may be partly written,
     /// which readers skip and the next append repairs.
     pub fn append(&self, entry: &Entry) -> io::Result<()> {
+        // Two writers overlap during a rolling update; the lock (on a stable
+        // file, as the log itself is renamed) keeps them from rotating twice
+        // and so dropping the previous `LOG_FILE.1`. Released when closed.
+        let lock = OpenOptions::new().write(true).create(true).truncate(false).open(&self.lock)?;
+        lock.lock()?;
         let text = entry.to_string();
         let mut file = self.open_for_append()?;
         let mut len = file.metadata()?.len();
