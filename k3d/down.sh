@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Deletes the k3d cluster and with it everything on it, /tmp/kube included
+# (it lives inside the agent-0 node container).
+# Usage: k3d/down.sh
+set -euo pipefail
+command -v k3d >/dev/null || { echo "k3d/down.sh: k3d is not installed" >&2; exit 1; }
+echo "==> k3d cluster delete k3s-default"
+k3d cluster delete k3s-default
