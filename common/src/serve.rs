@@ -2,19 +2,27 @@
 //!
 //! `axum::serve` sets no header-read timeout, so a client that sends its
 //! headers slowly (slowloris) keeps a connection, and graceful shutdown, open
-//! for ever. Here hyper's `header_read_timeout` closes such connections, and
-//! graceful shutdown waits at most [`SHUTDOWN_GRACE`] for in-flight requests.
+//! for ever. Here hyper's `header_read_timeout` closes such connections. On
+//! shutdown, hyper closes idle connections at once but waits for one whose
+//! request head is half read; so shutdown also ends as soon as no request is
+//! being handled (plus [`FLUSH`] for the last responses to be written), and in
+//! any case after [`SHUTDOWN_GRACE`].
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// How long a client may take to send a request's headers (also the idle
 /// limit of a kept-alive connection between requests).
@@ -23,6 +31,43 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for in-flight requests after the signal; well
 /// inside Kubernetes' default 30 s grace period.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// After the last handler returned, the time its response has to be written
+/// before the remaining (idle or stalled) connections are dropped.
+pub const FLUSH: Duration = Duration::from_millis(100);
+
+/// Counts the requests being handled, and wakes a waiter when none is.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<(AtomicUsize, Notify)>);
+
+struct Handling(InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Handling {
+        self.0.0.fetch_add(1, Ordering::SeqCst);
+        Handling(self.clone())
+    }
+
+    async fn none(&self) {
+        loop {
+            let notified = self.0.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.0.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        if self.0.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.0.1.notify_waiters();
+        }
+    }
+}
 
 /// Accepts connections until `shutdown` completes, then stops accepting,
 /// lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
@@ -35,6 +80,16 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
+    let in_flight = InFlight::default();
+    let counted = in_flight.clone();
+    let app = app.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let handling = counted.enter();
+        async move {
+            let response = next.run(request).await;
+            drop(handling);
+            response
+        }
+    }));
     let service = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
     loop {
@@ -59,8 +114,13 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         });
     }
     drop(listener);
+    let drained = async {
+        in_flight.none().await;
+        tokio::time::sleep(FLUSH).await;
+    };
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = drained => tracing::info!("no request in flight; closing the remaining connections"),
         () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them"),
     }
     Ok(())

@@ -62,32 +62,35 @@ impl fmt::Display for Entry {
     }
 }
 
-/// The complete entries in a piece of the log, oldest first.
+/// The last `n` complete entries in a piece of the log, oldest first.
 ///
 /// Only lines ending in a newline count, so an entry still being appended (or
 /// torn by a crash) is never returned. When `from_start` is false the piece
 /// begins mid-file and its first line may be cut, so it is dropped. Lines that
-/// do not pair into an entry (a torn entry's remains) are skipped.
+/// do not pair into an entry (a torn entry's remains) are skipped. Parsing
+/// starts at the end and stops after `n` entries: the cost follows `n`, not
+/// the size of the piece.
 #[must_use]
-pub fn complete_entries(piece: &[u8], from_start: bool) -> Vec<Entry> {
+pub fn last_complete_entries(piece: &[u8], from_start: bool, n: usize) -> Vec<Entry> {
     let Some(last_newline) = piece.iter().rposition(|&b| b == b'\n') else {
         return Vec::new();
     };
-    let mut lines = piece[..last_newline].split(|&b| b == b'\n');
-    if !from_start {
-        lines.next();
+    let mut lines: Vec<&[u8]> = piece[..last_newline].split(|&b| b == b'\n').collect();
+    if !from_start && !lines.is_empty() {
+        lines.remove(0);
     }
-    let lines: Vec<&str> = lines.map(|l| std::str::from_utf8(l).unwrap_or("")).collect();
+    let line = |i: usize| std::str::from_utf8(lines[i]).unwrap_or("");
     let mut entries = Vec::new();
-    let mut i = 0;
-    while i + 1 < lines.len() {
-        if let Some(entry) = Entry::parse(lines[i], lines[i + 1]) {
+    let mut i = lines.len();
+    while i >= 2 && entries.len() < n {
+        if let Some(entry) = Entry::parse(line(i - 2), line(i - 1)) {
             entries.push(entry);
-            i += 2;
+            i -= 2;
         } else {
-            i += 1;
+            i -= 1;
         }
     }
+    entries.reverse();
     entries
 }
 
@@ -111,14 +114,14 @@ mod tests {
     #[test]
     fn now_keeps_milliseconds_only_so_it_round_trips() {
         let entry = Entry::now(Uuid::new_v4(), 7);
-        assert_eq!(complete_entries(entry.to_string().as_bytes(), true), vec![entry]);
+        assert_eq!(last_complete_entries(entry.to_string().as_bytes(), true, 5), vec![entry]);
     }
 
     #[test]
     fn a_torn_last_entry_is_not_returned() {
         let text = sample().to_string();
         for cut in 1..text.len() {
-            let entries = complete_entries(&text.as_bytes()[..cut], true);
+            let entries = last_complete_entries(&text.as_bytes()[..cut], true, 5);
             assert!(entries.is_empty(), "cut at {cut} gave {entries:?}");
         }
     }
@@ -127,7 +130,8 @@ mod tests {
     fn torn_remains_in_the_middle_are_skipped() {
         let e = sample().to_string();
         let text = format!("{e}{}\n{e}", &e[..30]);
-        assert_eq!(complete_entries(text.as_bytes(), true).len(), 2);
+        assert_eq!(last_complete_entries(text.as_bytes(), true, 5).len(), 2);
+        assert_eq!(last_complete_entries(text.as_bytes(), true, 1).len(), 1);
     }
 
     #[test]
@@ -135,7 +139,7 @@ mod tests {
         let e = sample().to_string();
         let text = format!("{e}{e}");
         // Starting inside the first entry's count line: only the second is whole.
-        assert_eq!(complete_entries(&text.as_bytes()[e.len() - 3..], false).len(), 1);
+        assert_eq!(last_complete_entries(&text.as_bytes()[e.len() - 3..], false, 5).len(), 1);
     }
 
     #[test]

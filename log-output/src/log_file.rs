@@ -12,15 +12,15 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::entry::{Entry, complete_entries};
+use crate::entry::{Entry, last_complete_entries};
 
 /// Rotate when the log would pass 1 MiB: about 13,000 entries, 18 hours at
 /// one entry every 5 s; with `LOG_FILE.1` at most 2 MiB are on the volume.
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 
-/// The first piece read from the end of a file; doubled until it holds the
-/// entries wanted. 4 KiB holds about 50 entries.
-const FIRST_READ: u64 = 4096;
+/// The first piece read from the end of a file, per entry wanted: an entry
+/// is about 80 bytes. The piece is doubled until it holds the entries.
+const READ_PER_ENTRY: u64 = 128;
 
 /// The log's two files and its size limit.
 #[derive(Debug, Clone)]
@@ -158,15 +158,13 @@ fn last_entries(path: &Path, n: usize) -> io::Result<Vec<Entry>> {
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    let mut want = FIRST_READ.min(len);
+    let mut want = (READ_PER_ENTRY * (n as u64 + 1)).min(len);
     loop {
         let start = len - want;
         let mut piece = vec![0; usize::try_from(want).map_err(io::Error::other)?];
         file.read_exact_at(&mut piece, start)?;
-        let mut entries = complete_entries(&piece, start == 0);
+        let entries = last_complete_entries(&piece, start == 0, n);
         if entries.len() >= n || start == 0 {
-            let skip = entries.len().saturating_sub(n);
-            entries.drain(..skip);
             return Ok(entries);
         }
         want = (want * 2).min(len);

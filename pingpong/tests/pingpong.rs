@@ -200,3 +200,20 @@ async fn sigterm_under_load_answers_in_flight_requests_and_exits_0() {
     // Every ping the file counts was answered: none was cut off in flight.
     assert_eq!(volume.on_disk().trim(), answered.to_string());
 }
+
+#[tokio::test]
+async fn a_client_stalled_in_its_headers_neither_blocks_others_nor_holds_up_shutdown() {
+    use std::io::Write;
+    let volume = Volume::new();
+    let mut service = volume.start();
+    let addr = service.url("").trim_start_matches("http://").to_owned();
+    // Slowloris: half a request, then silence.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled.write_all(b"GET /pingpong HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    assert_eq!(ping(&service).await, "pong 0", "other clients are served meanwhile");
+    service.signal(Signal::SIGTERM);
+    // Well under the 3 s grace: shutdown does not wait for a request never sent.
+    let status = service.wait_exit(Duration::from_secs(1)).expect("exits within 1 s despite the stalled client");
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(volume.on_disk().trim(), "1", "the half request was never counted");
+}

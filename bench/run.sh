@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The benchmarks of issue 4, side by side with the alternative, in one run:
+#   1. GET /pingpong over 50 connections (wrk) vs Redis INCR, appendfsync
+#      always, 50 clients (redis-benchmark): requests/s
+#   2. the same over one connection: p50 latency
+#   3. throughput against connections (1, 4, 16, 64, 256), both: plotted
+#   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
+#   5. footprint: image sizes, idle RSS, start to /readyz 200
+# Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
+# Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
+#                               DURATION=seconds per wrk run, default 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+OUT=bench/out
+PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391
+step() { printf '==> %s\n' "$*" >&2; }
+
+need=()
+for cmd in wrk:wrk redis-server:redis-server redis-benchmark:redis-tools podman:podman runc:runc; do
+  command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
+done
+if ((${#need[@]})); then
+  step "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" catatonit >/dev/null
+fi
+
+step "cargo build --release"
+cargo build --release --quiet --bin pingpong --bin log-output
+
+rm -rf "$OUT" && mkdir -p "$OUT"
+results=$OUT/results.tsv
+: >"$results"
+record() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+wait_http() { # URL: polls until it answers 200 (deadline 10 s)
+  for _ in $(seq 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "bench: $1 never answered" >&2; return 1
+}
+wrk_rps() { wrk -t"$(( $1 < 2 ? 1 : 2 ))" -c"$1" -d"${2}s" "$3" | awk '/Requests\/sec/ {print $2}'; }
+# p50 from `wrk --latency` in milliseconds
+wrk_p50() {
+  wrk -t1 -c1 -d"${1}s" --latency "$2" | awk '$1 == "50%" {
+    v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else { sub(/s/, "", v); v *= 1000 }
+    print v }'
+}
+redis_csv() { # CLIENTS REQUESTS: the INCR line of redis-benchmark --csv
+  redis-benchmark -p "$REDIS_PORT" -t incr -c "$1" -n "$2" --csv | tr -d '"' | awk -F, '$1 == "INCR"'
+}
+
+step "starting pingpong and redis-server (appendonly yes, appendfsync always), both on $OUT/"
+mkdir -p "$OUT/pingpong" "$OUT/redis"
+COUNTER_FILE=$OUT/pingpong/counter.txt PORT=$PP_PORT RUST_LOG=warn target/release/pingpong & pids+=($!)
+redis-server --port "$REDIS_PORT" --dir "$PWD/$OUT/redis" --appendonly yes --appendfsync always --save '' \
+  --daemonize yes --logfile "$PWD/$OUT/redis/log"
+wait_http "http://127.0.0.1:$PP_PORT/readyz"
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+PING=http://127.0.0.1:$PP_PORT/pingpong
+
+step "throughput, 50 connections (${DURATION} s each)"
+record pp_rps_50 "$(wrk_rps 50 "$DURATION" "$PING")"
+record redis_rps_50 "$(redis_csv 50 300000 | cut -d, -f2)"
+
+step "latency, one connection (${DURATION} s each)"
+record pp_p50_1 "$(wrk_p50 "$DURATION" "$PING")"
+record redis_p50_1 "$(redis_csv 1 20000 | cut -d, -f5)"
+
+step "throughput against connections"
+for c in 1 4 16 64 256; do
+  record "pp_rps_c$c" "$(wrk_rps "$c" 5 "$PING")"
+  record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
+done
+
+step "reader: GET / with a 1 KiB and a 1 GiB log"
+python3 - "$OUT" <<'PY'
+import sys, uuid
+out = sys.argv[1]
+entry = "2026-11-23T12:00:00.000Z: %s.\nPing / Pongs: 42\n" % uuid.uuid4()
+for name, size in (("small.log", 1024), ("huge.log", 1 << 30)):
+    block = entry * (65536 // len(entry) + 1) if size > 4096 else entry
+    with open(f"{out}/{name}", "w") as f:
+        written = 0
+        while written < size:
+            f.write(block)
+            written += len(block)
+PY
+# Alternating runs, median p50 of three each: single runs drift by a third here.
+for log in small huge small huge small huge; do
+  LOG_FILE=$OUT/$log.log PORT=$READER_PORT RUST_LOG=warn target/release/log-output reader & reader=$!
+  wait_http "http://127.0.0.1:$READER_PORT/readyz"
+  wrk_p50 3 "http://127.0.0.1:$READER_PORT/" >>"$OUT/reader_p50_$log"
+  wrk -t2 -c16 -d2s "http://127.0.0.1:$READER_PORT/log?tail=1000" >/dev/null
+  awk '/VmHWM/ {print $2}' "/proc/$reader/status" >>"$OUT/reader_peak_$log"
+  kill "$reader"; wait "$reader" 2>/dev/null || true
+done
+for log in small huge; do
+  record "reader_p50_$log" "$(sort -g "$OUT/reader_p50_$log" | sed -n 2p)"
+  record "reader_peak_rss_kib_$log" "$(sort -g "$OUT/reader_peak_$log" | tail -n 1)"
+done
+record reader_log_bytes_huge "$(stat -c %s "$OUT/huge.log")"
+rm -f "$OUT/huge.log"
+
+step "footprint: start to /readyz, idle RSS"
+python3 - "$OUT" "$results" <<'PY'
+import http.client, os, statistics, subprocess, sys, time
+out, results = sys.argv[1], sys.argv[2]
+def start_to_ready(cmd, env, port):
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env={**os.environ, **env, "PORT": str(port), "RUST_LOG": "warn"})
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.0005)
+        times.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.5)  # idle
+        rss = int([l.split()[1] for l in open(f"/proc/{p.pid}/status") if l.startswith("VmRSS")][0])
+        p.terminate(); p.wait()
+    return statistics.median(times), rss
+env = {"COUNTER_FILE": f"{out}/start/counter.txt", "LOG_FILE": f"{out}/start/output.log"}
+os.makedirs(f"{out}/start", exist_ok=True)
+open(env["LOG_FILE"], "w").write("2026-11-23T12:00:00.000Z: 5a0f3c2e-1b2c-4d5e-8f90-0123456789ab.\nPing / Pongs: 1\n")
+with open(results, "a") as r:
+    ms, rss = start_to_ready(["target/release/pingpong"], env, 3903)
+    r.write(f"pp_start_ms\t{ms:.1f}\npp_idle_rss_kib\t{rss}\n")
+    ms, rss = start_to_ready(["target/release/log-output", "reader"], env, 3904)
+    r.write(f"reader_start_ms\t{ms:.1f}\nreader_idle_rss_kib\t{rss}\n")
+w = subprocess.Popen(["target/release/log-output", "writer"], env={**os.environ, **env, "RUST_LOG": "warn"})
+time.sleep(1)
+rss = int([l.split()[1] for l in open(f"/proc/{w.pid}/status") if l.startswith("VmRSS")][0])
+w.terminate(); w.wait()
+with open(results, "a") as r:
+    r.write(f"writer_idle_rss_kib\t{rss}\n")
+PY
+
+step "image sizes (k3d/build-images.sh with podman)"
+export CONTAINERS_CONF=$PWD/podman/containers.conf
+while read -r image; do
+  record "image_bytes_${image%%:*}" "$(podman image inspect --format '{{.Size}}' "$image")"
+done < <(CONTAINER_ENGINE=podman k3d/build-images.sh)
+
+step "writing docs/benchmarks.md and docs/throughput.svg"
+python3 bench/report.py "$results" docs/benchmarks.md docs/throughput.svg
