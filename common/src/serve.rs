@@ -10,13 +10,14 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -33,28 +34,50 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// After the last handler returned, the time its response has to be written
-/// before the remaining (idle or stalled) connections are dropped.
+/// before the remaining (idle or stalled) connections are dropped. Requests
+/// that start in this time are answered 503 without being handled.
 pub const FLUSH: Duration = Duration::from_millis(100);
 
-/// Counts the requests being handled, and wakes a waiter when none is.
+/// Counts the requests being handled, and wakes a waiter when none is. Once
+/// closed (with none in flight), it lets no request in: a handler either
+/// runs to its answer or never starts.
 #[derive(Debug, Clone, Default)]
-struct InFlight(Arc<(AtomicUsize, Notify)>);
+struct InFlight(Arc<(Mutex<Gate>, Notify)>);
+
+#[derive(Debug, Default)]
+struct Gate {
+    handling: usize,
+    closed: bool,
+}
 
 struct Handling(InFlight);
 
 impl InFlight {
-    fn enter(&self) -> Handling {
-        self.0.0.fetch_add(1, Ordering::SeqCst);
-        Handling(self.clone())
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.0.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn none(&self) {
+    fn enter(&self) -> Option<Handling> {
+        let mut gate = self.gate();
+        if gate.closed {
+            return None;
+        }
+        gate.handling += 1;
+        Some(Handling(self.clone()))
+    }
+
+    /// Waits until no request is being handled, then closes the gate.
+    async fn close_when_idle(&self) {
         loop {
             let notified = self.0.1.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.0.0.load(Ordering::SeqCst) == 0 {
-                return;
+            {
+                let mut gate = self.gate();
+                if gate.handling == 0 {
+                    gate.closed = true;
+                    return;
+                }
             }
             notified.await;
         }
@@ -63,7 +86,9 @@ impl InFlight {
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        if self.0.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let mut gate = self.0.gate();
+        gate.handling -= 1;
+        if gate.handling == 0 {
             self.0.0.1.notify_waiters();
         }
     }
@@ -85,6 +110,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     let app = app.layer(middleware::from_fn(move |request: Request, next: Next| {
         let handling = counted.enter();
         async move {
+            let Some(handling) = handling else {
+                return shutting_down();
+            };
             let response = next.run(request).await;
             drop(handling);
             response
@@ -115,7 +143,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     }
     drop(listener);
     let drained = async {
-        in_flight.none().await;
+        in_flight.close_when_idle().await;
         tokio::time::sleep(FLUSH).await;
     };
     tokio::select! {
@@ -124,4 +152,8 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them"),
     }
     Ok(())
+}
+
+fn shutting_down() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
 }

@@ -178,6 +178,11 @@ async fn sigterm_under_load_answers_in_flight_requests_and_exits_0() {
                         assert!(body.starts_with("pong "), "{body}");
                         answered += 1;
                     }
+                    // Started after shutdown closed its gate: refused, not counted.
+                    Ok(r) if r.status() == 503 => {
+                        assert_eq!(r.text().await.unwrap(), "shutting down\n");
+                        break;
+                    }
                     Ok(r) => panic!("unexpected status {}", r.status()),
                     Err(_) => break,
                 }
