@@ -7,12 +7,13 @@
 #   --podman   plays the same manifests with podman on this machine (as CI does),
 #              on 127.0.0.1 with host networking
 #   --keep     leave what was deployed running (podman) at the end
+#   PINGS, LOAD, PARALLEL, STORM (environment): sizes of the steps
 #
 # Ends with the line `N passed, M failed`; exits non-zero if any step failed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '4,10s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '4,11s/^# \{0,1\}//p' "$0"; }
 mode=k8s keep=no
 for arg in "$@"; do
   case $arg in
@@ -26,6 +27,7 @@ done
 PINGS=${PINGS:-5}            # pings in the first step
 LOAD=${LOAD:-400}            # requests in the two-pod load step
 PARALLEL=${PARALLEL:-20}     # concurrent connections for the load
+STORM=${STORM:-10}           # pod kills in the kill storm
 NS=pingpong
 WORK=$(mktemp -d)
 
@@ -116,11 +118,14 @@ if [[ $mode == podman ]]; then
     podman volume rm -f shared-claim >/dev/null 2>&1 || true
   }
   backend_security() {
-    local name user ro caps ok=0
+    local name user running ro caps ok=0
     for name in pingpong-pod-0-pingpong log-output-pod-0-writer log-output-pod-0-reader; do
       read -r user ro caps < <(podman inspect "$name" --format '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{len .EffectiveCaps}}')
-      say "$name: user $user, read-only root $ro, capabilities $caps"
-      [[ ${user%%:*} =~ ^[0-9]+$ && ${user%%:*} -ne 0 && $ro == true && $caps == 0 ]] || ok=1
+      # The running process's own user, read from the host's /proc.
+      running=$(podman top "$name" user | tail -n 1 | tr -d ' ')
+      say "$name: configured user $user, running as $running, read-only root $ro, capabilities $caps"
+      [[ ${user%%:*} =~ ^[0-9]+$ && ${user%%:*} -ne 0 && $running =~ ^[0-9]+$ && $running -ne 0 ]] || ok=1
+      [[ $ro == true && $caps == 0 ]] || ok=1
     done
     podman exec log-output-pod-0-writer /usr/local/bin/log-output alive || { fail "the writer's liveness probe (log-output alive) failed"; ok=1; }
     return $ok
@@ -252,6 +257,37 @@ two_pods_under_load() {
   EXPECT=$end
 }
 
+# One load client: pings until $WORK/stop exists (at most 20000 requests),
+# one answer per line.
+load_client() {
+  local j
+  for ((j = 0; j < 20000; j++)); do
+    [[ -e $WORK/stop ]] && break
+    curl -s --max-time 2 -w '\n' "$PINGPONG/pingpong" || true
+  done >"$WORK/storm.$1"
+}
+
+kill_storm() {
+  local i clients=20 answers distinct highest count
+  rm -f "$WORK/stop" "$WORK"/storm.*
+  say "$clients clients pinging while the pingpong pod is killed and replaced $STORM times"
+  for ((i = 0; i < clients; i++)); do load_client "$i" & done
+  for ((i = 1; i <= STORM; i++)); do
+    backend_replace_pod pingpong >/dev/null || { touch "$WORK/stop"; wait; return 1; }
+    eventually 120 "pingpong to be ready after kill $i" get "$PINGPONG/readyz" || { touch "$WORK/stop"; wait; return 1; }
+  done
+  touch "$WORK/stop"
+  wait
+  answers=$(cat "$WORK"/storm.* | grep -c '^pong [0-9]*$' || true)
+  distinct=$(cat "$WORK"/storm.* | grep '^pong [0-9]*$' | sort -u | wc -l)
+  highest=$(cat "$WORK"/storm.* | sed -n 's/^pong \([0-9]*\)$/\1/p' | sort -n | tail -n 1)
+  count=$(count)
+  say "$answers pings answered, $distinct distinct, highest pong ${highest:-none}; the count is now $count"
+  ((answers > 0)) || fail "no ping was answered during the storm" || return 1
+  ((distinct == answers)) || fail "a number was answered twice" || return 1
+  ((count > highest)) || fail "the count $count is not above the highest answer $highest" || return 1
+}
+
 security() { backend_security; }
 
 printf 'test-persistent.sh: mode %s\n' "$mode"
@@ -262,6 +298,7 @@ if ((failed == 0)); then
   step "delete the pingpong pod: the next ping continues the count" pingpong_pod_replaced
   step "delete the log-output pod: the old entries are still in /log" log_output_pod_replaced
   step "two pingpong pods on one volume under load lose nothing" two_pods_under_load
+  step "kill storm: $STORM pod kills under load repeat and lose nothing" kill_storm
   step "containers run as non-root with read-only root filesystems" security
 fi
 printf '\n%d passed, %d failed\n' "$passed" "$failed"

@@ -177,7 +177,7 @@ impl CounterFile {
             .prefix(".probe-")
             .tempfile_in(&self.dir)
             .map(drop)
-            .map_err(CounterError::io(&self.dir, "create a file in its directory"))
+            .map_err(CounterError::io(&self.path, "create a file in its directory"))
     }
 }
 
@@ -205,9 +205,9 @@ impl CounterWriter {
     /// # Errors
     /// [`CounterError::Io`] when the directory cannot be made or written.
     pub fn open(file: CounterFile) -> Result<Self, CounterError> {
-        fs::create_dir_all(&file.dir).map_err(CounterError::io(&file.dir, "create its directory"))?;
+        fs::create_dir_all(&file.dir).map_err(CounterError::io(&file.path, "create its directory"))?;
         let lock = open_lock_file(&file.lock_path)?;
-        let dir = File::open(&file.dir).map_err(CounterError::io(&file.dir, "open its directory"))?;
+        let dir = File::open(&file.dir).map_err(CounterError::io(&file.path, "open its directory"))?;
         Ok(Self { file, lock, dir })
     }
 
@@ -277,7 +277,7 @@ impl CounterWriter {
     }
 
     fn sync_dir(&self) -> Result<(), CounterError> {
-        self.dir.sync_all().map_err(CounterError::io(&self.file.dir, "fsync its directory"))
+        self.dir.sync_all().map_err(CounterError::io(&self.file.path, "fsync its directory"))
     }
 }
 

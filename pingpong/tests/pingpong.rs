@@ -222,3 +222,49 @@ async fn a_client_stalled_in_its_headers_neither_blocks_others_nor_holds_up_shut
     assert!(status.success(), "exit status {status}");
     assert_eq!(volume.on_disk().trim(), "1", "the half request was never counted");
 }
+
+/// Sends raw bytes, reads until the server closes or 2 s pass.
+fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn careless_clients_get_correct_answers() {
+    let volume = Volume::new();
+    let service = volume.start();
+    let addr = service.url("").trim_start_matches("http://").to_owned();
+    let addr2 = addr.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        let huge = format!("GET /pingpong HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+        [
+            raw_exchange(&addr2, huge.as_bytes()),
+            raw_exchange(&addr2, b"BREW /pingpong HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            raw_exchange(&addr2, b"GET /teapot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            raw_exchange(&addr2, b"GET /pingpong HTTP/1.0\r\n\r\n"),
+            raw_exchange(
+                &addr2,
+                b"GET /pingpong HTTP/1.1\r\nHost: x\r\n\r\nGET /pingpong HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
+            raw_exchange(&addr2, b"\x16\x03\x01\x02\x00garbage, not HTTP\r\n\r\n"),
+        ]
+    })
+    .await
+    .unwrap();
+    let [huge, brew, teapot, http10, pipelined, garbage] = answers;
+    assert!(huge.starts_with("HTTP/1.1 431"), "oversized headers: {huge:.80}");
+    assert!(brew.starts_with("HTTP/1.1 405"), "unknown method: {brew:.80}");
+    assert!(teapot.starts_with("HTTP/1.1 404"), "unknown path: {teapot:.80}");
+    assert!(http10.starts_with("HTTP/1.0 200") && http10.ends_with("pong 0"), "HTTP/1.0: {http10}");
+    let pongs: Vec<&str> = pipelined.matches("pong ").collect();
+    assert_eq!(pongs.len(), 2, "two pipelined requests, two answers: {pipelined}");
+    assert!(pipelined.find("pong 1").unwrap() < pipelined.find("pong 2").unwrap(), "in order: {pipelined}");
+    assert!(garbage.starts_with("HTTP/1.1 400") || garbage.is_empty(), "garbage: {garbage:.80}");
+    assert_eq!(volume.on_disk().trim(), "3", "only the three real pings were counted");
+    assert_eq!(get(&service.url("/pingpong")).await, (200, "pong 3".into()), "still serving");
+}
