@@ -7,9 +7,10 @@
 //!
 //! The clients answered by one cycle send their next pings a moment later, so
 //! a cycle started at once would catch only the first of them and leave the
-//! rest a whole cycle behind. So when the last batch held several pings, the
-//! thread waits up to [`LINGER`] for as many to gather. After a lone ping it
-//! waits for nothing: a single client's latency is not traded away.
+//! rest a whole cycle behind: the clients split into cohorts that take turns.
+//! So the thread expects as many pings as it just answered plus those that
+//! queued meanwhile, and waits up to [`LINGER`] for them to gather. After a
+//! lone ping it waits for nothing: a single client's latency is not traded.
 
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
@@ -63,12 +64,19 @@ impl Committer {
 }
 
 fn commit_loop(mut writer: CounterWriter, pending: &mpsc::Receiver<Reply>) {
+    // How many pings the next batch should hold: the clients just answered
+    // (they will send their next ping) plus those already waiting.
     let mut expected = 1;
-    while let Ok(first) = pending.recv() {
-        let mut batch = Vec::with_capacity(expected);
-        batch.push(first);
+    let mut waiting = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut waiting);
+        if batch.is_empty() {
+            match pending.recv() {
+                Ok(first) => batch.push(first),
+                Err(_) => return,
+            }
+        }
         gather(pending, &mut batch, expected);
-        expected = batch.len();
         // A client that went away before its turn gets no number: counting it
         // would make the count run ahead of the answers.
         batch.retain(|reply| !reply.is_closed());
@@ -78,6 +86,7 @@ fn commit_loop(mut writer: CounterWriter, pending: &mpsc::Receiver<Reply>) {
         let started = Instant::now();
         let result = writer.increment_by(batch.len() as u64);
         tracing::trace!(pings = batch.len(), micros = started.elapsed().as_micros(), "committed");
+        let answered = batch.len();
         match result {
             Ok(first) => {
                 for (number, reply) in (first..).zip(batch) {
@@ -88,6 +97,8 @@ fn commit_loop(mut writer: CounterWriter, pending: &mpsc::Receiver<Reply>) {
             }
             Err(e) => answer_all(batch, &Err(e)),
         }
+        waiting.extend(pending.try_iter());
+        expected = (answered + waiting.len()).min(MAX_BATCH);
     }
 }
 
@@ -98,7 +109,7 @@ fn answer_all(batch: Vec<Reply>, answer: &Result<u64, CounterError>) {
 }
 
 /// Adds every waiting ping to `batch`, then, while it holds fewer than
-/// `expected` (the last batch's size), waits up to [`LINGER`] for more.
+/// `expected`, waits up to [`LINGER`] for more.
 fn gather(pending: &mpsc::Receiver<Reply>, batch: &mut Vec<Reply>, expected: usize) {
     let deadline = Instant::now() + LINGER;
     while batch.len() < MAX_BATCH {
