@@ -79,6 +79,9 @@ for c in 1 4 16 64 256; do
   record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
 done
 
+step "the steps of one increment, timed alone (bench/syscalls.py)"
+python3 bench/syscalls.py "$OUT/syscalls" "$results"
+
 step "reader: GET / with a 1 KiB and a 1 GiB log"
 python3 - "$OUT" <<'PY'
 import sys, uuid
