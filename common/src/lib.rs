@@ -6,6 +6,7 @@ pub mod counter;
 pub mod env;
 pub mod serve;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

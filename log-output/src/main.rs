@@ -13,13 +13,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> ExitCode {
     common::telemetry::init();
-    match start().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("log-output: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::startup::exit_code("log-output", start().await)
 }
 
 async fn start() -> anyhow::Result<()> {

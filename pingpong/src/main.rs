@@ -10,13 +10,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> ExitCode {
     common::telemetry::init();
-    match start().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pingpong: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::startup::exit_code("pingpong", start().await)
 }
 
 async fn start() -> anyhow::Result<()> {
