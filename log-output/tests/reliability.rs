@@ -44,3 +44,31 @@ async fn injected_enospc_and_eio_on_the_log_skip_one_entry_and_tear_none() {
         assert!(entries.iter().all(|e| e.count == 7), "{case}");
     }
 }
+
+/// ENOSPC or EIO on the rotation's rename (the log is full at start): that
+/// entry is skipped, nothing of the old log is lost, and the next append
+/// rotates and goes on.
+#[tokio::test]
+#[ignore = "needs strace: run by ./test-reliability.sh"]
+async fn a_failed_rotation_loses_nothing_and_the_next_one_succeeds() {
+    for errno in ["ENOSPC", "EIO"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("output.log");
+        let rotated = dir.path().join("output.log.1");
+        let old = "2026-11-23T12:00:00.000Z: 5a0f3c2e-1b2c-4d5e-8f90-0123456789ab.\nPing / Pongs: 1\n"
+            .repeat(log_output::log_file::DEFAULT_MAX_BYTES as usize / 80);
+        fs::write(&log, &old).unwrap();
+        let inject = format!("inject=rename:error={errno}:when=1");
+        let args = ["-f", "-qq", "-o", "/dev/null", "-P", log.to_str().unwrap(), "-e", &inject, "--", BIN, "writer"];
+        let interval = PathBuf::from("20");
+        let writer = Service::start("strace", &args, &[("LOG_FILE", &log), ("WRITE_INTERVAL_MS", &interval)], false);
+        let case = format!("{errno} on the rotation's rename");
+        eventually(&format!("{case}: an entry in the new log"), || async {
+            let text = fs::read(&log).ok()?;
+            (text.len() < old.len() && !last_complete_entries(&text, true, 1).is_empty()).then_some(())
+        })
+        .await;
+        assert!(writer.stderr().contains("entry skipped"), "{case}: the failed turn is logged");
+        assert_eq!(fs::read_to_string(&rotated).unwrap(), old, "{case}: the old log is whole in output.log.1");
+    }
+}
