@@ -7,11 +7,12 @@
 //! it over the counter file and fsyncs the directory. Readers therefore see the
 //! old or the new value, never a torn or empty file, without taking the lock.
 
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::paths::{dir_of, with_suffix};
 
 /// The longest counter file we read: `u64::MAX` has 20 digits, so anything
 /// longer is corrupt, and a huge file is never read whole.
@@ -98,21 +99,12 @@ pub struct CounterFile {
     dir: PathBuf,
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = OsString::from(path.as_os_str());
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 impl CounterFile {
     /// Names the counter file; touches nothing on disk.
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = dir_of(&path).to_path_buf();
         Self { lock_path: with_suffix(&path, ".lock"), tmp_path: with_suffix(&path, ".tmp"), dir, path }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod counter;
 pub mod env;
+pub mod paths;
 pub mod serve;
 pub mod shutdown;
 pub mod startup;

@@ -6,11 +6,12 @@
 //! far as the entries asked for, into `LOG_FILE.1` when needed, so the cost of
 //! serving does not depend on how big the log has grown.
 
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use common::paths::{dir_of, with_suffix};
 
 use crate::entry::{Entry, last_complete_entries};
 
@@ -36,12 +37,7 @@ impl LogFile {
     #[must_use]
     pub fn new(path: impl Into<PathBuf>, max_bytes: u64) -> Self {
         let path = path.into();
-        let with_suffix = |suffix: &str| {
-            let mut name = OsString::from(path.as_os_str());
-            name.push(suffix);
-            PathBuf::from(name)
-        };
-        Self { rotated: with_suffix(".1"), lock: with_suffix(".lock"), path, max_bytes }
+        Self { rotated: with_suffix(&path, ".1"), lock: with_suffix(&path, ".lock"), path, max_bytes }
     }
 
     /// The current log file.
@@ -51,10 +47,7 @@ impl LogFile {
     }
 
     fn dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        }
+        dir_of(&self.path)
     }
 
     /// Makes the directory and the log file if missing, so that an unusable
