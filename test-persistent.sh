@@ -71,6 +71,7 @@ count() { get "$PINGPONG/pings"; }
 if [[ $mode == podman ]]; then
   export CONTAINERS_CONF=$PWD/podman/containers.conf
   PINGPONG=http://127.0.0.1:3000 READER=http://127.0.0.1:8080 PINGPONG2=http://127.0.0.1:3001
+  PINGPONG_READY=/readyz
 
   # podman 4.3 refuses `ports:` with host networking, and plays no Service,
   # Ingress or PersistentVolume: strip the ports from a copy of each
@@ -133,6 +134,7 @@ if [[ $mode == podman ]]; then
 else
   BASE_URL=${BASE_URL:-http://localhost:8081}
   PINGPONG=$BASE_URL READER=$BASE_URL PINGPONG2=$BASE_URL
+  PINGPONG_READY=/pings
   k() { kubectl -n "$NS" "$@"; }
 
   backend_deploy() {
@@ -173,7 +175,10 @@ cleanup() {
 trap cleanup EXIT
 
 # ------------------------------------------------------------------- steps
-ready() { get "$PINGPONG/readyz" && get "$READER/readyz"; }
+# pingpong answers: /readyz on podman; through the Ingress only /pingpong and
+# /pings reach pingpong (its /readyz would reach the reader), so /pings there.
+pingpong_ready() { get "$1$PINGPONG_READY"; }
+ready() { pingpong_ready "$PINGPONG" && get "$READER/readyz"; }
 
 deploy() {
   backend_deploy || return 1
@@ -201,7 +206,7 @@ reader_shows_count() {
 
 pingpong_pod_replaced() {
   backend_replace_pod pingpong || return 1
-  eventually 120 "the new pingpong pod to be ready" get "$PINGPONG/readyz" || return 1
+  eventually 120 "the new pingpong pod to be ready" pingpong_ready "$PINGPONG" || return 1
   local answer
   answer=$(ping_once) || fail "the first ping after the restart was not answered" || return 1
   say "after the new pod: $answer"
@@ -236,7 +241,7 @@ alternating_urls() {
 
 two_pods_under_load() {
   backend_second_pingpong_up || return 1
-  eventually 120 "the second pingpong to be ready" get "$PINGPONG2/readyz" || return 1
+  eventually 120 "the second pingpong to be ready" pingpong_ready "$PINGPONG2" || return 1
   local start end answers distinct
   start=$(count)
   say "$LOAD requests over $PARALLEL connections, alternating between $PINGPONG and $PINGPONG2"
@@ -274,7 +279,7 @@ kill_storm() {
   for ((i = 0; i < clients; i++)); do load_client "$i" & done
   for ((i = 1; i <= STORM; i++)); do
     backend_replace_pod pingpong >/dev/null || { touch "$WORK/stop"; wait; return 1; }
-    eventually 120 "pingpong to be ready after kill $i" get "$PINGPONG/readyz" || { touch "$WORK/stop"; wait; return 1; }
+    eventually 120 "pingpong to be ready after kill $i" pingpong_ready "$PINGPONG" || { touch "$WORK/stop"; wait; return 1; }
   done
   touch "$WORK/stop"
   wait
