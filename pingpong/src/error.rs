@@ -14,6 +14,9 @@ pub enum Error {
     /// The thread that commits increments is gone (it panicked).
     #[error("the counter is unavailable: its commit thread stopped; restart pingpong")]
     CommitterGone,
+    /// A blocking read of the counter panicked (a bug).
+    #[error("internal error: reading the counter failed")]
+    ReadFailed,
 }
 
 impl IntoResponse for Error {
