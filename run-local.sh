@@ -27,12 +27,18 @@ PORT=$PINGPONG_PORT target/release/pingpong & pids+=($!)
 target/release/log-output writer & pids+=($!)
 PORT=$READER_PORT target/release/log-output reader & pids+=($!)
 
-# Wait (with a deadline) until both HTTP services answer.
+# Wait (with a deadline of 10 s) until both HTTP services answer; a process
+# that could not start (port taken, say) has printed why: stop the others.
 for url in "http://127.0.0.1:$PINGPONG_PORT/readyz" "http://127.0.0.1:$READER_PORT/readyz"; do
+  ok=no
   for _ in $(seq 100); do
-    curl -fs "$url" >/dev/null 2>&1 && break
+    if curl -fs "$url" >/dev/null 2>&1; then ok=yes; break; fi
     sleep 0.1
   done
+  if [[ $ok == no ]]; then
+    echo "run-local.sh: $url did not answer; see the error above" >&2
+    exit 1
+  fi
 done
 
 cat <<MSG
