@@ -3,35 +3,12 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::testing::{Service, Signal, eventually, run_to_exit};
-use tempfile::TempDir;
+use support::{BIN, Volume};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pingpong");
-
-/// A temp volume and the counter file on it.
-struct Volume {
-    _dir: TempDir,
-    counter: PathBuf,
-}
-
-impl Volume {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let counter = dir.path().join("files/pingpong_counter.txt");
-        Self { _dir: dir, counter }
-    }
-
-    fn start(&self) -> Service {
-        Service::start(BIN, &[], &[("COUNTER_FILE", &self.counter)], true)
-    }
-
-    fn on_disk(&self) -> String {
-        fs::read_to_string(&self.counter).unwrap()
-    }
-}
+mod support;
 
 async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.unwrap();

@@ -3,45 +3,14 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use common::testing::{Service, eventually};
-use tempfile::TempDir;
+use common::testing::eventually;
+use support::Volume;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pingpong");
-
-struct Volume {
-    dir: TempDir,
-    counter: PathBuf,
-}
-
-impl Volume {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let counter = dir.path().join("pingpong_counter.txt");
-        Self { dir, counter }
-    }
-
-    fn start(&self) -> Service {
-        Service::start(BIN, &[], &[("COUNTER_FILE", &self.counter)], true)
-    }
-
-    /// pingpong under strace, which injects `inject` into the syscalls that
-    /// touch `path` (strace follows descriptors back to their paths; for
-    /// `rename` it matches the first path, the temp file).
-    fn start_under_strace(&self, path: &Path, inject: &str) -> Service {
-        let path = path.to_str().unwrap();
-        let args = ["-f", "-qq", "-o", "/dev/null", "-P", path, "-e", inject, "--", BIN];
-        Service::start("strace", &args, &[("COUNTER_FILE", &self.counter)], true)
-    }
-
-    fn on_disk(&self) -> String {
-        fs::read_to_string(&self.counter).unwrap()
-    }
-}
+mod support;
 
 async fn get(url: &str) -> Result<(u16, String), reqwest::Error> {
     let response = reqwest::get(url).await?;
@@ -68,9 +37,8 @@ async fn injected_enospc_and_eio_answer_503_and_leave_the_count_as_it_was() {
     ] {
         let volume = Volume::new();
         let path = match target {
-            "tmp" => volume.dir.path().join("pingpong_counter.txt.tmp"),
-            "counter" => volume.counter.clone(),
-            _ => volume.dir.path().to_path_buf(),
+            "tmp" => volume.files().join("pingpong_counter.txt.tmp"),
+            _ => volume.files().to_path_buf(),
         };
         let service = volume.start_under_strace(&path, &format!("inject={syscall}:error={errno}:when=2"));
         let case = format!("{errno} on {syscall} of the {target}");
@@ -97,10 +65,9 @@ async fn sigkill_at_each_syscall_of_an_increment_leaves_the_old_or_the_new_count
     {
         let volume = Volume::new();
         let path = match target {
-            "lock" => volume.dir.path().join("pingpong_counter.txt.lock"),
-            "tmp" => volume.dir.path().join("pingpong_counter.txt.tmp"),
-            "counter" => volume.counter.clone(),
-            _ => volume.dir.path().to_path_buf(),
+            "lock" => volume.files().join("pingpong_counter.txt.lock"),
+            "tmp" => volume.files().join("pingpong_counter.txt.tmp"),
+            _ => volume.files().to_path_buf(),
         };
         let case = format!("SIGKILL at {syscall} of the {target}");
         let mut service = volume.start_under_strace(&path, &format!("inject={syscall}:signal=KILL:when={when}"));
