@@ -1,18 +1,23 @@
 //! Group commit: pings that arrive together share one durable increment.
 //!
-//! Handlers send a reply channel to one dedicated thread. The thread takes
-//! every ping waiting at that moment, adds their number to the counter file in
-//! one lock/write/fsync/rename/fsync cycle, and only then hands each its own
-//! number. Under load the cost of a cycle is shared by all the pings of a batch.
+//! Handlers put a reply channel in a queue that one dedicated thread serves.
+//! The thread takes every ping waiting at that moment, adds their number to
+//! the counter file in one durable increment (see `common::counter`), and only
+//! then hands each its own number. Under load the cost of an increment is
+//! shared by all the pings of a batch.
 //!
-//! The clients answered by one cycle send their next pings a moment later, so
-//! a cycle started at once would catch only the first of them and leave the
-//! rest a whole cycle behind: the clients split into cohorts that take turns.
-//! So the thread expects as many pings as it just answered plus those that
-//! queued meanwhile, and waits up to [`LINGER`] for them to gather. After a
-//! lone ping it waits for nothing: a single client's latency is not traded.
+//! The clients answered by one batch send their next pings a moment later, so
+//! a batch started at once would catch only the first of them and leave the
+//! rest a whole increment behind: the clients split into cohorts that take
+//! turns. So the thread expects as many pings as it just answered plus those
+//! that queued meanwhile, and waits up to [`LINGER`] for them to gather. After
+//! a lone ping it waits for nothing: a single client's latency is not traded.
+//!
+//! While it gathers, the thread is woken once, when the batch it expects is
+//! complete, not once per ping: with 50 clients, waking it for every arrival
+//! cost more CPU than the HTTP work (see `docs/benchmarks.md`).
 
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::counter::{CounterError, CounterWriter};
@@ -20,20 +25,65 @@ use tokio::sync::oneshot;
 
 use crate::error::Error;
 
-/// The most pings one cycle commits (bounds the work a cycle does).
+/// The most pings one increment counts (bounds the work of one batch).
 const MAX_BATCH: usize = 4096;
 
 /// The longest a batch waits for the pings of the last batch to come back:
-/// under one cycle (0.7 to 0.9 ms on the machine in docs/benchmarks.md),
-/// where 0.2 ms gave 24k pings/s and 0.5 ms 28k over 50 connections.
+/// under one increment (0.5 to 0.9 ms under load on the machine in
+/// docs/benchmarks.md), where 0.2 ms gave 24k pings/s and 0.5 ms 28k over 50
+/// connections; 1 ms and 2 ms were no better beyond the noise.
 const LINGER: Duration = Duration::from_micros(500);
 
 type Reply = oneshot::Sender<Result<u64, CounterError>>;
 
+/// The pings waiting for the thread, and what it waits for.
+#[derive(Debug, Default)]
+struct Pending {
+    replies: Vec<Reply>,
+    /// The thread sleeps on the condition variable (only then is it notified).
+    sleeping: bool,
+    /// It wants to be woken once this many pings wait.
+    wanted: usize,
+    /// Every handle is gone: answer what is queued and stop.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    changed: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // The lock guards plain data that every writer leaves whole, so a
+        // panic elsewhere while holding it does not make it unusable.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake_if_wanted(&self, pending: &Pending) {
+        if pending.sleeping && (pending.closed || pending.replies.len() >= pending.wanted) {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// Closes the queue when the last [`Committer`] goes, so the thread ends.
+#[derive(Debug)]
+struct Handles(Arc<Queue>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        let mut pending = self.0.lock();
+        pending.closed = true;
+        self.0.wake_if_wanted(&pending);
+    }
+}
+
 /// A handle to the commit thread; cheap to clone, one per request.
 #[derive(Debug, Clone)]
 pub struct Committer {
-    queue: mpsc::Sender<Reply>,
+    handles: Arc<Handles>,
 }
 
 impl Committer {
@@ -47,9 +97,10 @@ impl Committer {
     pub fn start(writer: CounterWriter) -> std::io::Result<Self> {
         // Unbounded: the number of pings waiting is bounded by the number of
         // requests in flight, which the HTTP server bounds.
-        let (queue, pending) = mpsc::channel();
-        std::thread::Builder::new().name("counter-commit".into()).spawn(move || commit_loop(writer, &pending))?;
-        Ok(Self { queue })
+        let queue = Arc::new(Queue::default());
+        let served = Arc::clone(&queue);
+        std::thread::Builder::new().name("counter-commit".into()).spawn(move || commit_loop(writer, &served))?;
+        Ok(Self { handles: Arc::new(Handles(queue)) })
     }
 
     /// Counts one ping and returns its number once the file durably holds it.
@@ -58,25 +109,22 @@ impl Committer {
     /// The increment failed (nothing was counted) or the thread is gone.
     pub async fn next(&self) -> Result<u64, Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(reply).map_err(|_| Error::CommitterGone)?;
+        {
+            let queue = &self.handles.0;
+            let mut pending = queue.lock();
+            pending.replies.push(reply);
+            queue.wake_if_wanted(&pending);
+        }
         Ok(answer.await.map_err(|_| Error::CommitterGone)??)
     }
 }
 
-fn commit_loop(mut writer: CounterWriter, pending: &mpsc::Receiver<Reply>) {
+fn commit_loop(mut writer: CounterWriter, queue: &Queue) {
     // How many pings the next batch should hold: the clients just answered
     // (they will send their next ping) plus those already waiting.
     let mut expected = 1;
-    let mut waiting = Vec::new();
     loop {
-        let mut batch = std::mem::take(&mut waiting);
-        if batch.is_empty() {
-            match pending.recv() {
-                Ok(first) => batch.push(first),
-                Err(_) => return,
-            }
-        }
-        gather(pending, &mut batch, expected);
+        let Some(mut batch) = gather(queue, expected) else { return };
         // A client that went away before its turn gets no number: counting it
         // would make the count run ahead of the answers.
         batch.retain(|reply| !reply.is_closed());
@@ -95,37 +143,42 @@ fn commit_loop(mut writer: CounterWriter, pending: &mpsc::Receiver<Reply>) {
                     let _ = reply.send(Ok(number));
                 }
             }
-            Err(e) => answer_all(batch, &Err(e)),
-        }
-        waiting.extend(pending.try_iter());
-        expected = (answered + waiting.len()).min(MAX_BATCH);
-    }
-}
-
-fn answer_all(batch: Vec<Reply>, answer: &Result<u64, CounterError>) {
-    for reply in batch {
-        let _ = reply.send(answer.clone());
-    }
-}
-
-/// Adds every waiting ping to `batch`, then, while it holds fewer than
-/// `expected`, waits up to [`LINGER`] for more.
-fn gather(pending: &mpsc::Receiver<Reply>, batch: &mut Vec<Reply>, expected: usize) {
-    let deadline = Instant::now() + LINGER;
-    while batch.len() < MAX_BATCH {
-        match pending.try_recv() {
-            Ok(reply) => batch.push(reply),
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if batch.len() >= expected || left.is_zero() {
-                    return;
-                }
-                match pending.recv_timeout(left) {
-                    Ok(reply) => batch.push(reply),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+            Err(e) => {
+                for reply in batch {
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
+        let queued = queue.lock().replies.len();
+        expected = (answered + queued).clamp(1, MAX_BATCH);
     }
+}
+
+/// Waits for a first ping, then, while fewer than `expected` wait, up to
+/// [`LINGER`] for more; takes them (at most [`MAX_BATCH`]). `None` once the
+/// queue is closed and empty.
+fn gather(queue: &Queue, expected: usize) -> Option<Vec<Reply>> {
+    let mut pending = queue.lock();
+    pending.wanted = 1;
+    while pending.replies.is_empty() {
+        if pending.closed {
+            return None;
+        }
+        pending.sleeping = true;
+        pending = queue.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
+        pending.sleeping = false;
+    }
+    pending.wanted = expected;
+    let deadline = Instant::now() + LINGER;
+    while pending.replies.len() < expected && !pending.closed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        pending.sleeping = true;
+        pending = queue.changed.wait_timeout(pending, left).unwrap_or_else(PoisonError::into_inner).0;
+        pending.sleeping = false;
+    }
+    let take = pending.replies.len().min(MAX_BATCH);
+    Some(pending.replies.drain(..take).collect())
 }
