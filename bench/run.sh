@@ -6,6 +6,7 @@
 #   3. throughput against connections (1, 4, 16, 64, 256), both: plotted
 #   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
 #   5. footprint: image sizes, idle RSS, start to /readyz 200
+#   6. the file protocol's steps alone, and the faster protocols it rejects
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
 #                               DURATION=seconds per wrk run, default 6)
@@ -92,6 +93,9 @@ done
 
 step "the steps of one increment, timed alone (bench/syscalls.py)"
 python3 bench/syscalls.py "$OUT/syscalls" "$results"
+
+step "recycling the temp file instead: cost, and what lock-free readers see (bench/recycling.py)"
+python3 bench/recycling.py "$OUT/recycling" "$results"
 
 step "reader: GET / with a 1 KiB and a 1 GiB log"
 python3 - "$OUT" <<'PY'
