@@ -182,3 +182,34 @@ fn gather(queue: &Queue, expected: usize) -> Option<Vec<Reply>> {
     let take = pending.replies.len().min(MAX_BATCH);
     Some(pending.replies.drain(..take).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use common::counter::CounterFile;
+
+    use super::*;
+
+    /// Many pings at once: they are gathered into batches, each gets its own
+    /// number, the numbers are exactly 0..N, and the file holds N.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_pings_get_every_number_once() {
+        const PINGS: u64 = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let file = CounterFile::new(dir.path().join("counter.txt"));
+        let committer = Committer::start(CounterWriter::open(file.clone()).unwrap()).unwrap();
+        let tasks: Vec<_> = (0..PINGS)
+            .map(|_| {
+                let committer = committer.clone();
+                tokio::spawn(async move { committer.next().await.unwrap() })
+            })
+            .collect();
+        let mut numbers = BTreeSet::new();
+        for task in tasks {
+            assert!(numbers.insert(task.await.unwrap()), "a number was handed out twice");
+        }
+        assert_eq!(numbers, (0..PINGS).collect());
+        assert_eq!(file.read().unwrap(), PINGS);
+    }
+}
