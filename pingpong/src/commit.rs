@@ -46,6 +46,8 @@ struct Pending {
     wanted: usize,
     /// Every handle is gone: answer what is queued and stop.
     closed: bool,
+    /// The thread has ended (normally or by a panic): nobody will answer.
+    unserved: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +82,19 @@ impl Drop for Handles {
     }
 }
 
+/// Held by the commit thread: when it ends, even by a panic, pings that wait
+/// or arrive later fail at once with [`Error::CommitterGone`] (their reply
+/// channels are dropped) instead of waiting for an answer that never comes.
+struct Serving<'a>(&'a Queue);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.0.lock();
+        pending.unserved = true;
+        pending.replies.clear();
+    }
+}
+
 /// A handle to the commit thread; cheap to clone, one per request.
 #[derive(Debug, Clone)]
 pub struct Committer {
@@ -99,7 +114,10 @@ impl Committer {
         // requests in flight, which the HTTP server bounds.
         let queue = Arc::new(Queue::default());
         let served = Arc::clone(&queue);
-        std::thread::Builder::new().name("counter-commit".into()).spawn(move || commit_loop(writer, &served))?;
+        std::thread::Builder::new().name("counter-commit".into()).spawn(move || {
+            let _serving = Serving(&served);
+            commit_loop(writer, &served);
+        })?;
         Ok(Self { handles: Arc::new(Handles(queue)) })
     }
 
@@ -112,6 +130,9 @@ impl Committer {
         {
             let queue = &self.handles.0;
             let mut pending = queue.lock();
+            if pending.unserved {
+                return Err(Error::CommitterGone);
+            }
             pending.replies.push(reply);
             queue.wake_if_wanted(&pending);
         }
@@ -211,5 +232,26 @@ mod tests {
         }
         assert_eq!(numbers, (0..PINGS).collect());
         assert_eq!(file.read().unwrap(), PINGS);
+    }
+
+    /// When the commit thread ends without answering (as a panic would end
+    /// it), a waiting ping and a later one both fail rather than hang.
+    #[tokio::test]
+    async fn pings_fail_once_the_thread_is_gone() {
+        let queue = Arc::new(Queue::default());
+        let committer = Committer { handles: Arc::new(Handles(Arc::clone(&queue))) };
+        let serving = Serving(&queue);
+        let waiting = tokio::spawn({
+            let committer = committer.clone();
+            async move { committer.next().await }
+        });
+        while queue.lock().replies.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        drop(serving);
+        // Without the fix the ping waits forever: bound it so that shows as a failure.
+        let answer = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiting ping hung");
+        assert!(matches!(answer.unwrap(), Err(Error::CommitterGone)));
+        assert!(matches!(committer.next().await, Err(Error::CommitterGone)));
     }
 }
