@@ -12,6 +12,8 @@ export LOG_FILE=${LOG_FILE:-files/output.log}
 
 echo "==> building (cargo build --release)"
 cargo build --release --quiet --bin pingpong --bin log-output
+# Where cargo put them: target/, or CARGO_TARGET_DIR, or a build.target-dir setting.
+bin=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
 
 pids=()
 stop() {
@@ -23,9 +25,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-PORT=$PINGPONG_PORT target/release/pingpong & pids+=($!)
-target/release/log-output writer & pids+=($!)
-PORT=$READER_PORT target/release/log-output reader & pids+=($!)
+PORT=$PINGPONG_PORT "$bin/pingpong" & pids+=($!)
+"$bin/log-output" writer & pids+=($!)
+PORT=$READER_PORT "$bin/log-output" reader & pids+=($!)
 
 # Wait (with a deadline of 10 s) until both HTTP services answer; a process
 # that could not start (port taken, say) has printed why: stop the others.

@@ -2,18 +2,20 @@
 # The persistence suite: deploy, ping, kill pods, and prove nothing was lost.
 #
 # Usage: ./test-persistent.sh [--podman] [--keep]
-#   (default)  against the current kubectl context (the k3d cluster of k3d/up.sh),
-#              through the Ingress at $BASE_URL (default http://localhost:8081)
+#   (default)  against the current kubectl context (the k3d cluster of k3d/up.sh)
 #   --podman   plays the same manifests with podman on this machine (as CI does),
-#              on 127.0.0.1 with host networking
+#              with host networking, and routes them with the real Traefik
+#              (traefik/run.py: the manifests' Ingress, a stand-in API server)
 #   --keep     leave what was deployed running (podman) at the end
+#   Both modes reach the apps as a student's curl does: through the Ingress at
+#   $BASE_URL (default http://localhost:8081).
 #   PINGS, LOAD, PARALLEL, STORM (environment): sizes of the steps
 #
 # Ends with the line `N passed, M failed`; exits non-zero if any step failed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '4,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '4,12s/^# \{0,1\}//p' "$0"; }
 mode=k8s keep=no
 for arg in "$@"; do
   case $arg in
@@ -28,6 +30,7 @@ PINGS=${PINGS:-5}            # pings in the first step
 LOAD=${LOAD:-400}            # requests in the two-pod load step
 PARALLEL=${PARALLEL:-20}     # concurrent connections for the load
 STORM=${STORM:-10}           # pod kills in the kill storm
+BASE_URL=${BASE_URL:-http://localhost:8081}
 NS=pingpong
 WORK=$(mktemp -d)
 
@@ -47,35 +50,41 @@ step() {
 
 # eventually TIMEOUT_S DESCRIPTION COMMAND...: polls until COMMAND succeeds.
 eventually() {
-  local deadline=$((SECONDS + $1)) what=$2
+  local timeout=$1 what=$2
+  local deadline=$((SECONDS + timeout))
   shift 2
   until "$@" >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then
-      fail "timed out after $1 s waiting for $what"
+      fail "timed out after $timeout s waiting for $what"
       return 1
     fi
     sleep 0.2
   done
 }
 
-get() { curl -fsS --max-time 10 "$1"; }
-ping_once() { get "$PINGPONG/pingpong"; }
-count() { get "$PINGPONG/pings"; }
+# Through the Ingress: /pingpong and /pings reach pingpong, the rest the reader.
+get() { curl -fsS --max-time 10 "$BASE_URL$1"; }
+ping_once() { get /pingpong; }
+count() { get /pings; }
+pingpong_ready() { count | grep -qx '[0-9]*'; }
+ready() { pingpong_ready && get /readyz; }
 
 # ---------------------------------------------------------------- backends
 # Each backend provides: backend_deploy, backend_replace_pod APP,
-# backend_second_pingpong_up, backend_second_pingpong_down, backend_cleanup,
-# and sets PINGPONG, READER (base URLs) and PINGPONG2 (the second pod's URL,
-# or the same Service URL when the cluster balances across replicas).
+# backend_second_pingpong_up, backend_ready_pingpongs (how many pingpong pods
+# are ready behind the Service), backend_second_pingpong_down,
+# backend_security and backend_cleanup.
 
 if [[ $mode == podman ]]; then
   export CONTAINERS_CONF=$PWD/podman/containers.conf
-  PINGPONG=http://127.0.0.1:3000 READER=http://127.0.0.1:8080 PINGPONG2=http://127.0.0.1:3001
-  PINGPONG_READY=/readyz
+  # Each pod its own loopback IP, as pods have their own IPs (Traefik keeps one
+  # server per IP); the second pingpong listens on 3001 (host networking).
+  PODS_PINGPONG="127.0.0.1:3000,127.0.0.2:3001" POD_READER=127.0.0.1:8080
 
   # podman 4.3 refuses `ports:` with host networking, and plays no Service,
   # Ingress or PersistentVolume: strip the ports from a copy of each
-  # Deployment and play the claim on its own.
+  # Deployment and play the claim on its own; traefik/run.py plays the
+  # Services and the Ingress.
   strip_ports() {
     awk '
       skip { match($0, /^ */); if (RLENGTH > indent) next; skip = 0 }
@@ -91,16 +100,25 @@ if [[ $mode == podman ]]; then
   down() { podman kube down "$1" >/dev/null 2>&1 || true; }
   app_file() { echo "$WORK/$1.yaml"; }
 
+  start_traefik() {
+    local python=${PYTHON:-.venv/bin/python}
+    say "routing: traefik/run.py on ${BASE_URL#http://} (pingpong-svc: $PODS_PINGPONG, log-output-svc: $POD_READER)"
+    "$python" traefik/run.py --listen "${BASE_URL#http://}" --traefik-log "$WORK/traefik.log" \
+      --endpoints "pingpong-svc=$PODS_PINGPONG" --endpoints "log-output-svc=$POD_READER" 2>"$WORK/run.err" &
+    TRAEFIK_PID=$!
+  }
   backend_deploy() {
     command -v podman >/dev/null || fail "podman is not installed (apt-get install podman runc catatonit)" || return 1
-    say "building images (k3d/build-images.sh)"
-    CONTAINER_ENGINE=podman k3d/build-images.sh | sed 's/^/    built /' || return 1
+    say "building images (k3d/build-images.sh --host, with podman)"
+    CONTAINER_ENGINE=podman k3d/build-images.sh --host 2>"$WORK/build.err" | sed 's/^/    built /' ||
+      { cat "$WORK/build.err" >&2; return 1; }
     say "starting from an empty volume"
     down "$(app_file pingpong)"; down "$(app_file log-output)"; down "$(app_file pingpong-b)"
     podman volume rm -f shared-claim >/dev/null 2>&1 || true
     say "podman kube play storage/persistentvolumeclaim.yaml and both Deployments"
     podman kube play storage/persistentvolumeclaim.yaml >/dev/null || return 1
-    play "$(app_file pingpong)" && play "$(app_file log-output)"
+    play "$(app_file pingpong)" && play "$(app_file log-output)" || return 1
+    start_traefik
   }
   # Pod loss and rescheduling: SIGKILL the pod (harsher than Kubernetes'
   # SIGTERM on delete: nothing gets to finish), remove it, then play the
@@ -111,9 +129,18 @@ if [[ $mode == podman ]]; then
     podman pod rm -f "$1-pod-0" >/dev/null 2>"$WORK/rm.err" || { cat "$WORK/rm.err" >&2; return 1; }
     play "$(app_file "$1")"
   }
-  backend_second_pingpong_up() { play "$(app_file pingpong-b)"; }
+  backend_second_pingpong_up() { say "podman kube play pingpong-b (port 3001)"; play "$(app_file pingpong-b)"; }
+  # What the stand-in's endpoints controller sees: each pod's readiness probe.
+  backend_ready_pingpongs() {
+    local pod n=0
+    for pod in ${PODS_PINGPONG//,/ }; do
+      curl -fs --max-time 2 "http://$pod/readyz" >/dev/null && n=$((n + 1))
+    done
+    echo "$n"
+  }
   backend_second_pingpong_down() { down "$(app_file pingpong-b)"; }
   backend_cleanup() {
+    [[ -n ${TRAEFIK_PID:-} ]] && { kill "$TRAEFIK_PID" 2>/dev/null; wait "$TRAEFIK_PID" 2>/dev/null; }
     [[ $keep == yes ]] && return 0
     down "$(app_file pingpong-b)"; down "$(app_file pingpong)"; down "$(app_file log-output)"
     podman volume rm -f shared-claim >/dev/null 2>&1 || true
@@ -132,39 +159,53 @@ if [[ $mode == podman ]]; then
     return $ok
   }
 else
-  BASE_URL=${BASE_URL:-http://localhost:8081}
-  PINGPONG=$BASE_URL READER=$BASE_URL PINGPONG2=$BASE_URL
-  PINGPONG_READY=/pings
   k() { kubectl -n "$NS" "$@"; }
+  scaled=no
 
   backend_deploy() {
     command -v kubectl >/dev/null || fail "kubectl is not installed" || return 1
-    say "kubectl apply -k manifests (context $(kubectl config current-context))"
-    kubectl apply -k manifests >/dev/null || return 1
-    k rollout status deployment/pingpong --timeout=180s >/dev/null &&
-      k rollout status deployment/log-output --timeout=180s >/dev/null
+    say "k3d/deploy.sh (context $(kubectl config current-context))"
+    k3d/deploy.sh >"$WORK/deploy.out" 2>&1 || { cat "$WORK/deploy.out" >&2; return 1; }
   }
   backend_replace_pod() {
     local old
     old=$(k get pods -l "app.kubernetes.io/name=$1" -o name)
     say "kubectl delete ${old//$'\n'/ }"
     # shellcheck disable=SC2086 # one name per pod
-    k delete $old --wait=true >/dev/null || return 1
+    k delete $old --ignore-not-found --wait=true >/dev/null || return 1
     k rollout status "deployment/$1" --timeout=180s >/dev/null
   }
   backend_second_pingpong_up() {
     say "kubectl scale deployment/pingpong --replicas=2"
+    scaled=yes
     k scale deployment/pingpong --replicas=2 >/dev/null || return 1
     k rollout status deployment/pingpong --timeout=180s >/dev/null
   }
-  backend_second_pingpong_down() { k scale deployment/pingpong --replicas=1 >/dev/null; }
-  backend_cleanup() { :; }
+  # Ready endpoints of the Service, as Traefik sees them.
+  backend_ready_pingpongs() {
+    k get endpointslices -l kubernetes.io/service-name=pingpong-svc \
+      -o jsonpath='{range .items[*].endpoints[*]}{.conditions.ready}{"\n"}{end}' | grep -c '^true$' || true
+  }
+  one_pingpong_pod() { [[ $(k get pods -l app.kubernetes.io/name=pingpong -o name | wc -l) -eq 1 ]]; }
+  backend_second_pingpong_down() {
+    say "kubectl scale deployment/pingpong --replicas=1, and wait until one pod is left"
+    k scale deployment/pingpong --replicas=1 >/dev/null || return 1
+    scaled=no
+    eventually 120 "the second pingpong pod to go" one_pingpong_pod
+  }
+  backend_cleanup() { if [[ $scaled == yes ]]; then k scale deployment/pingpong --replicas=1 >/dev/null || true; fi; }
   backend_security() {
-    local labels
+    local labels ok=0 line
     labels=$(kubectl get namespace "$NS" -o jsonpath='{.metadata.labels.pod-security\.kubernetes\.io/enforce}')
     say "namespace $NS enforces Pod Security Standard: ${labels:-none}"
-    [[ $labels == restricted ]] || return 1
-    k get pods -o jsonpath='{range .items[*]}{.metadata.name}{" runAsUser="}{.spec.securityContext.runAsUser}{"\n"}{end}' | sed 's/^/    /'
+    [[ $labels == restricted ]] || ok=1
+    # Every running container: pod user, read-only root, privilege escalation, dropped capabilities.
+    # shellcheck disable=SC2016 # a Go template, not shell
+    while read -r line; do
+      say "$line"
+      [[ $line =~ runAsUser=[1-9][0-9]*\ readOnlyRoot=true\ escalation=false\ drop=\[ALL\]$ ]] || ok=1
+    done < <(k get pods -o go-template='{{range .items}}{{$p := .}}{{range .spec.containers}}{{$p.metadata.name}}/{{.name}}: runAsUser={{$p.spec.securityContext.runAsUser}} readOnlyRoot={{.securityContext.readOnlyRootFilesystem}} escalation={{.securityContext.allowPrivilegeEscalation}} drop={{.securityContext.capabilities.drop}}{{"\n"}}{{end}}{{end}}')
+    return $ok
   }
 fi
 
@@ -175,14 +216,13 @@ cleanup() {
 trap cleanup EXIT
 
 # ------------------------------------------------------------------- steps
-# pingpong answers: /readyz on podman; through the Ingress only /pingpong and
-# /pings reach pingpong (its /readyz would reach the reader), so /pings there.
-pingpong_ready() { get "$1$PINGPONG_READY"; }
-ready() { pingpong_ready "$PINGPONG" && get "$READER/readyz"; }
-
 deploy() {
   backend_deploy || return 1
-  eventually 120 "pingpong and the reader to be ready" ready
+  eventually 120 "pingpong and the reader to answer through the Ingress" ready || {
+    [[ -f $WORK/traefik.log ]] && tail -n 20 "$WORK/traefik.log" >&2
+    return 1
+  }
+  say "through $BASE_URL: /pings reaches pingpong, /readyz the reader"
 }
 
 first_pings() {
@@ -197,16 +237,16 @@ first_pings() {
   EXPECT=$((BASE + PINGS))
 }
 
-reader_has_count() { get "$READER/" | grep -qx "Ping / Pongs: $EXPECT"; }
+reader_has_count() { get / | grep -qx "Ping / Pongs: $EXPECT"; }
 reader_shows_count() {
   say "waiting for the writer's next entry to show Ping / Pongs: $EXPECT"
   eventually 30 "the reader to show Ping / Pongs: $EXPECT" reader_has_count || return 1
-  get "$READER/" | sed 's/^/    | /'
+  get / | sed 's/^/    | /'
 }
 
 pingpong_pod_replaced() {
   backend_replace_pod pingpong || return 1
-  eventually 120 "the new pingpong pod to be ready" pingpong_ready "$PINGPONG" || return 1
+  eventually 120 "the new pingpong pod to be ready" pingpong_ready || return 1
   local answer
   answer=$(ping_once) || fail "the first ping after the restart was not answered" || return 1
   say "after the new pod: $answer"
@@ -214,52 +254,66 @@ pingpong_pod_replaced() {
   EXPECT=$((EXPECT + 1))
 }
 
+writer_of() { sed -n 's/^.*Z: \(.*\)\.$/\1/p'; }
 log_output_pod_replaced() {
-  local before old_ids after
-  before=$(get "$READER/log?tail=1000") || fail "GET /log failed" || return 1
-  old_ids=$(printf '%s\n' "$before" | sed -n 's/^.*Z: \(.*\)\.$/\1/p' | sort -u)
-  say "the log holds $(printf '%s\n' "$before" | grep -c '^Ping / Pongs') entries from writer(s) ${old_ids//$'\n'/ }"
+  local last old_id
+  # The old writer's last entry before the pod goes: it must still be there
+  # afterwards, followed by the new writer's. (A window of the log's tail
+  # suffices: the new writer adds an entry every few seconds.)
+  last=$(get "/log?tail=1" | head -n 1) || fail "GET /log failed" || return 1
+  old_id=$(printf '%s\n' "$last" | writer_of)
+  say "the old writer $old_id's last entry: $last"
   backend_replace_pod log-output || return 1
-  eventually 120 "the new reader to be ready" get "$READER/readyz" || return 1
+  eventually 120 "the new reader to be ready" get /readyz || return 1
   # shellcheck disable=SC2317 # called through eventually
-  has_new_writer() { get "$READER/log?tail=1000" | sed -n 's/^.*Z: \(.*\)\.$/\1/p' | grep -qvxF "$old_ids"; }
+  has_new_writer() { get "/log?tail=100" | writer_of | grep -qvxF "$old_id"; }
   eventually 30 "an entry from the new writer" has_new_writer || return 1
-  after=$(get "$READER/log?tail=1000")
-  local id
-  for id in $old_ids; do
-    grep -qF "$id" <<<"$after" || fail "entries of writer $id are gone" || return 1
-  done
-  say "the old entries are still in /log, followed by the new writer's"
+  local after new_id
+  after=$(get "/log?tail=100")
+  new_id=$(printf '%s\n' "$after" | writer_of | grep -vxF "$old_id" | head -n 1)
+  say "the new writer is $new_id"
+  # Line numbers: the old last entry, and the new writer's first entry.
+  local at_last at_new
+  at_last=$(printf '%s\n' "$after" | grep -nxF -- "$last" | head -n 1 | cut -d: -f1)
+  at_new=$(printf '%s\n' "$after" | grep -nF -- "Z: $new_id." | head -n 1 | cut -d: -f1)
+  [[ -n $at_last ]] || fail "the old writer's last entry is gone from /log" || return 1
+  ((at_last < at_new)) || fail "the old writer's last entry does not come before the new writer's first" || return 1
+  say "the old writer's last entry is still in /log, followed by the new writer's"
 }
 
-alternating_urls() {
+load_through_service() {
   local i
-  for ((i = 0; i < LOAD; i++)); do
-    if ((i % 2)); then echo "$PINGPONG2/pingpong"; else echo "$PINGPONG/pingpong"; fi
-  done
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  for ((i = 0; i < LOAD; i++)); do echo "$BASE_URL/pingpong"; done |
+    xargs -P "$PARALLEL" -n 20 sh -c 'curl -sS --max-time 10 -w "\n" "$@" >"$0/load.$$.out"' "$WORK" \
+      2>"$WORK/load.err" || true
 }
 
-two_pods_under_load() {
-  backend_second_pingpong_up || return 1
-  eventually 120 "the second pingpong to be ready" pingpong_ready "$PINGPONG2" || return 1
+two_ready_pingpongs() { [[ $(backend_ready_pingpongs) -eq 2 ]]; }
+load_on_two_pods() {
+  eventually 120 "two ready pingpong pods behind the Service" two_ready_pingpongs || return 1
+  say "the Service has 2 ready pingpong endpoints"
   local start end answers distinct
   start=$(count)
-  say "$LOAD requests over $PARALLEL connections, alternating between $PINGPONG and $PINGPONG2"
-  alternating_urls >"$WORK/urls"
-  # shellcheck disable=SC2016 # expanded by the inner sh
-  xargs -P "$PARALLEL" -n 20 sh -c 'curl -sS --max-time 10 -w "\n" "$@" >"$0/load.$$.out"' "$WORK" \
-    <"$WORK/urls" 2>"$WORK/load.err" || true
+  say "$LOAD requests over $PARALLEL connections to $BASE_URL/pingpong, balanced across both"
+  load_through_service
   # One file per curl process: parallel writers to one pipe would interleave.
   cat "$WORK"/load.*.out >"$WORK/answers"
   answers=$(grep -c '^pong [0-9]*$' "$WORK/answers" || true)
   distinct=$(grep '^pong [0-9]*$' "$WORK/answers" | sort -u | wc -l)
   end=$(count)
-  backend_second_pingpong_down
   say "answered $answers of $LOAD, $distinct distinct; the count went from $start to $end"
   ((answers == LOAD)) || fail "$((LOAD - answers)) requests were not answered: $(head -3 "$WORK/load.err")" || return 1
   ((distinct == answers)) || fail "some number was answered twice" || return 1
   ((end - start == answers)) || fail "the count grew by $((end - start)), not by the $answers answers" || return 1
   EXPECT=$end
+}
+two_pods_under_load() {
+  local ok=0
+  backend_second_pingpong_up && load_on_two_pods || ok=1
+  # Back to one pod on every path, before the kill storm starts.
+  backend_second_pingpong_down || ok=1
+  return $ok
 }
 
 # One load client: pings until $WORK/stop exists (at most 20000 requests),
@@ -268,21 +322,26 @@ load_client() {
   local j
   for ((j = 0; j < 20000; j++)); do
     [[ -e $WORK/stop ]] && break
-    curl -s --max-time 2 -w '\n' "$PINGPONG/pingpong" || true
+    curl -s --max-time 2 -w '\n' "$BASE_URL/pingpong" || true
   done >"$WORK/storm.$1"
 }
 
 kill_storm() {
-  local i clients=20 answers distinct highest count
+  local i clients=20 answers distinct highest count pids=""
   rm -f "$WORK/stop" "$WORK"/storm.*
   say "$clients clients pinging while the pingpong pod is killed and replaced $STORM times"
-  for ((i = 0; i < clients; i++)); do load_client "$i" & done
-  for ((i = 1; i <= STORM; i++)); do
-    backend_replace_pod pingpong >/dev/null || { touch "$WORK/stop"; wait; return 1; }
-    eventually 120 "pingpong to be ready after kill $i" pingpong_ready "$PINGPONG" || { touch "$WORK/stop"; wait; return 1; }
+  for ((i = 0; i < clients; i++)); do
+    load_client "$i" &
+    pids="$pids $!"
   done
-  touch "$WORK/stop"
-  wait
+  # Stop the clients (only them: Traefik runs in the background too).
+  # shellcheck disable=SC2086 # a list of pids
+  stop_clients() { touch "$WORK/stop"; wait $pids; }
+  for ((i = 1; i <= STORM; i++)); do
+    backend_replace_pod pingpong >/dev/null || { stop_clients; return 1; }
+    eventually 120 "pingpong to be ready after kill $i" pingpong_ready || { stop_clients; return 1; }
+  done
+  stop_clients
   answers=$(cat "$WORK"/storm.* | grep -c '^pong [0-9]*$' || true)
   distinct=$(cat "$WORK"/storm.* | grep '^pong [0-9]*$' | sort -u | wc -l)
   highest=$(cat "$WORK"/storm.* | sed -n 's/^pong \([0-9]*\)$/\1/p' | sort -n | tail -n 1)
@@ -295,7 +354,7 @@ kill_storm() {
 
 security() { backend_security; }
 
-printf 'test-persistent.sh: mode %s\n' "$mode"
+printf 'test-persistent.sh: mode %s, through %s\n' "$mode" "$BASE_URL"
 step "deploy" deploy
 if ((failed == 0)); then
   step "$PINGS pings are answered in order" first_pings

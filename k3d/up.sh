@@ -1,56 +1,99 @@
 #!/usr/bin/env bash
-# One command from nothing to a running system on k3d: creates the cluster
-# (k3d/cluster.yaml) unless it exists, makes /tmp/kube on agent-0 for the
-# apps' user, builds and imports the images, applies storage and manifests,
-# waits for the rollout and prints the curl commands.
-# Usage: k3d/up.sh            (needs k3d, docker, kubectl)
+# One command from nothing to a running system on k3d, and safe to run again:
+# makes the cluster (k3d/cluster.yaml) or starts and checks the one there is,
+# makes /tmp/kube on agent-0 for the apps' user, builds and imports the
+# images, deploys (k3d/deploy.sh), waits until Traefik routes, prints the URLs.
+# Usage: k3d/up.sh [--host-build]
+#   --host-build  build the binaries with cargo on this Linux machine instead
+#                 of in Docker (k3d/build-images.sh --host)
+# Needs k3d (v5), Docker and kubectl; Rust only with --host-build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLUSTER=k3s-default
 NODE=k3d-$CLUSTER-agent-0
+LB=k3d-$CLUSTER-serverlb
 APP_UID=10001 # the images' USER and the pods' runAsUser/fsGroup
 step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nk3d/up.sh: %s\n' "$*" >&2; exit 1; }
 
-for tool in k3d docker kubectl cargo; do
-  command -v "$tool" >/dev/null || { echo "k3d/up.sh: $tool is not installed" >&2; exit 1; }
+build_flag=""
+case ${1:-} in
+  "") ;;
+  --host-build) build_flag=--host ;;
+  *) sed -n '6,8s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+esac
+
+for tool in k3d docker kubectl; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
 done
+docker info >/dev/null 2>&1 || die "Docker is not running (start Docker Desktop, or the docker service)"
 
-if k3d cluster get "$CLUSTER" >/dev/null 2>&1; then
-  step "cluster $CLUSTER exists; using it"
-else
+# --------------------------------------------------------------- the cluster
+if ! status=$(k3d cluster list "$CLUSTER" --no-headers 2>/dev/null); then
   step "k3d cluster create --config k3d/cluster.yaml"
   k3d cluster create --config k3d/cluster.yaml --wait
+else
+  # NAME SERVERS AGENTS LOADBALANCER, with SERVERS and AGENTS as running/total.
+  read -r _ servers agents _ <<EOF
+$status
+EOF
+  if [ "${servers%/*}" != "${servers#*/}" ] || [ "${agents%/*}" != "${agents#*/}" ]; then
+    step "cluster $CLUSTER is stopped (servers $servers, agents $agents running): k3d cluster start"
+    k3d cluster start "$CLUSTER" --wait
+  else
+    step "cluster $CLUSTER exists and runs; using it"
+  fi
+fi
+
+# The cluster must have the course's shape: the volume is pinned to agent-0,
+# and the URLs use localhost:8081.
+k3d node list --no-headers | awk '{print $1}' | grep -qx "$NODE" ||
+  die "cluster $CLUSTER has no node $NODE, where the volume lives. Make it again: k3d/down.sh && k3d/up.sh"
+ports=$(docker inspect --format '{{range $p, $b := .HostConfig.PortBindings}}{{$p}}={{range $b}}{{.HostPort}}{{end}} {{end}}' "$LB" 2>/dev/null || true)
+case " $ports " in
+  *" 80/tcp=8081 "*) ;;
+  *) die "cluster $CLUSTER does not publish Traefik on localhost:8081 (its load balancer maps: ${ports:-nothing}). Make it again: k3d/down.sh && k3d/up.sh" ;;
+esac
+
+if ! kubectl config get-contexts "k3d-$CLUSTER" >/dev/null 2>&1; then
+  step "the kubeconfig has no context k3d-$CLUSTER: k3d kubeconfig merge"
+  k3d kubeconfig merge "$CLUSTER" --kubeconfig-merge-default --kubeconfig-switch-context >/dev/null
 fi
 kubectl config use-context "k3d-$CLUSTER" >/dev/null
 
 step "making /tmp/kube on $NODE, owned by $APP_UID (the local PersistentVolume's directory)"
 docker exec "$NODE" sh -c "mkdir -p /tmp/kube && chown $APP_UID:$APP_UID /tmp/kube && chmod 0770 /tmp/kube"
 
-step "building images (k3d/build-images.sh)"
-mapfile -t images < <(CONTAINER_ENGINE=docker k3d/build-images.sh)
+# ---------------------------------------------------------------- the images
+step "building images (k3d/build-images.sh $build_flag)"
+# shellcheck disable=SC2086 # no flag, or one
+images=$(CONTAINER_ENGINE=docker k3d/build-images.sh $build_flag) || die "building the images failed (the build's error is above)"
+images=$(printf '%s\n' "$images" | tr '\n' ' ') # one line
+step "k3d image import $images"
+# shellcheck disable=SC2086 # one word per image
+k3d image import --cluster "$CLUSTER" $images || die "k3d image import failed (its error is above)"
 
-step "k3d image import ${images[*]}"
-k3d image import --cluster "$CLUSTER" "${images[@]}"
+# ------------------------------------------------------------------- deploy
+restart=""
+kubectl -n pingpong get deployment pingpong >/dev/null 2>&1 && restart=--restart
+k3d/deploy.sh $restart
 
-existed=$(kubectl -n pingpong get deployments -o name 2>/dev/null || true)
-step "kubectl apply -k manifests (namespace, storage, Deployments, Services, Ingress)"
-kubectl apply -k manifests
-if [[ -n $existed ]]; then
-  # Same tag, new image: roll the pods onto it (a safe rolling update).
-  step "kubectl rollout restart (images re-imported)"
-  kubectl -n pingpong rollout restart deployment/pingpong deployment/log-output
-fi
-
-step "waiting for the rollout"
-kubectl -n pingpong rollout status deployment/pingpong --timeout=180s
-kubectl -n pingpong rollout status deployment/log-output --timeout=180s
-
-step "waiting for the Ingress (Traefik) to route localhost:8081"
+step "waiting for Traefik to route localhost:8081 (at most 120 s)"
+routed=no
 for _ in $(seq 120); do
-  curl -fs http://localhost:8081/readyz >/dev/null 2>&1 && break
+  if curl -fs --max-time 2 http://localhost:8081/pings 2>/dev/null | grep -qx '[0-9]*' &&
+    curl -fs --max-time 2 http://localhost:8081/ >/dev/null 2>&1; then
+    routed=yes
+    break
+  fi
   sleep 1
 done
+[ $routed = yes ] || die "Traefik did not route localhost:8081/pings to pingpong and / to the reader within 120 s. Look at:
+    kubectl -n kube-system get pods -l app.kubernetes.io/name=traefik
+    kubectl -n pingpong describe ingress pingpong-log-output
+    kubectl -n pingpong get endpointslices
+    curl -i localhost:8081/pings"
 
 cat <<'MSG'
 
