@@ -20,8 +20,9 @@ stop() {
   trap - INT TERM EXIT
   echo
   echo "==> stopping"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  # (${pids[@]+…}: an empty array is "unbound" to bash before 4.4, macOS's 3.2 included)
+  kill -TERM ${pids[@]+"${pids[@]}"} 2>/dev/null || true
+  wait ${pids[@]+"${pids[@]}"} 2>/dev/null || true
 }
 trap stop INT TERM EXIT
 

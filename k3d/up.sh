@@ -50,7 +50,7 @@ fi
 # and the URLs use localhost:8081.
 k3d node list --no-headers | awk '{print $1}' | grep -qx "$NODE" ||
   die "cluster $CLUSTER has no node $NODE, where the volume lives. Make it again: k3d/down.sh && k3d/up.sh"
-ports=$(docker inspect --format '{{range $p, $b := .HostConfig.PortBindings}}{{$p}}={{range $b}}{{.HostPort}}{{end}} {{end}}' "$LB" 2>/dev/null || true)
+ports=$(docker inspect --format '{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{$p}}={{.HostPort}} {{end}}{{end}}' "$LB" 2>/dev/null || true)
 case " $ports " in
   *" 80/tcp=8081 "*) ;;
   *) die "cluster $CLUSTER does not publish Traefik on localhost:8081 (its load balancer maps: ${ports:-nothing}). Make it again: k3d/down.sh && k3d/up.sh" ;;
