@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::counter::CounterError;
+use counter::CounterError;
 
 /// Everything the writer or the reader can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use common::paths::{dir_of, with_suffix};
+use counter::paths::{dir_of, with_suffix};
 
 use crate::entry::{Entry, last_complete_entries};
 

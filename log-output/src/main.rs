@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use common::counter::CounterFile;
 use common::shutdown::shutdown_signal;
+use counter::CounterFile;
 use log_output::config::Command;
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
 use log_output::{ReaderState, Writer};

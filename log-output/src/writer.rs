@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::counter::CounterFile;
+use counter::CounterFile;
 use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 //!
 //! Handlers put a reply channel in a queue that one dedicated thread serves.
 //! The thread takes every ping waiting at that moment, adds their number to
-//! the counter file in one durable increment (see `common::counter`), and only
+//! the counter file in one durable increment (see the `counter` crate), and only
 //! then hands each its own number. Under load the cost of an increment is
 //! shared by all the pings of a batch.
 //!
@@ -16,11 +16,18 @@
 //! While it gathers, the thread is woken once, when the batch it expects is
 //! complete, not once per ping: with 50 clients, waking it for every arrival
 //! cost more CPU than the HTTP work (see `docs/benchmarks.md`).
+//!
+//! Reads (`/pings`) queue here too and are answered by the same thread: with
+//! the count after the batch's increment, or, in a batch of reads alone, from
+//! one read under the lock, shared. So a flood of `/pings` costs one locked
+//! read per batch and cannot keep the lock from the increments: Linux `flock`
+//! grants new shared locks while an exclusive request waits, and many readers
+//! locking on their own could starve the pings.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::counter::{CounterError, CounterWriter};
+use counter::{CounterError, CounterWriter};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
@@ -40,6 +47,8 @@ type Reply = oneshot::Sender<Result<u64, CounterError>>;
 #[derive(Debug, Default)]
 struct Pending {
     replies: Vec<Reply>,
+    /// `/pings` waiting for the count.
+    reads: Vec<Reply>,
     /// The thread sleeps on the condition variable (only then is it notified).
     sleeping: bool,
     /// It wants to be woken once this many pings wait.
@@ -64,7 +73,7 @@ impl Queue {
     }
 
     fn wake_if_wanted(&self, pending: &Pending) {
-        if pending.sleeping && (pending.closed || pending.replies.len() >= pending.wanted) {
+        if pending.sleeping && (pending.closed || pending.replies.len() + pending.reads.len() >= pending.wanted) {
             self.changed.notify_one();
         }
     }
@@ -92,6 +101,7 @@ impl Drop for Serving<'_> {
         let mut pending = self.0.lock();
         pending.unserved = true;
         pending.replies.clear();
+        pending.reads.clear();
     }
 }
 
@@ -126,6 +136,18 @@ impl Committer {
     /// # Errors
     /// The increment failed (nothing was counted) or the thread is gone.
     pub async fn next(&self) -> Result<u64, Error> {
+        self.ask(|pending| &mut pending.replies).await
+    }
+
+    /// The current count, read exactly (under the lock) without counting.
+    ///
+    /// # Errors
+    /// The read failed or the thread is gone.
+    pub async fn count(&self) -> Result<u64, Error> {
+        self.ask(|pending| &mut pending.reads).await
+    }
+
+    async fn ask(&self, queue_of: impl FnOnce(&mut Pending) -> &mut Vec<Reply>) -> Result<u64, Error> {
         let (reply, answer) = oneshot::channel();
         {
             let queue = &self.handles.0;
@@ -133,7 +155,7 @@ impl Committer {
             if pending.unserved {
                 return Err(Error::CommitterGone);
             }
-            pending.replies.push(reply);
+            queue_of(&mut pending).push(reply);
             queue.wake_if_wanted(&pending);
         }
         Ok(answer.await.map_err(|_| Error::CommitterGone)??)
@@ -145,17 +167,28 @@ fn commit_loop(mut writer: CounterWriter, queue: &Queue) {
     // (they will send their next ping) plus those already waiting.
     let mut expected = 1;
     loop {
-        let Some(mut batch) = gather(queue, expected) else { return };
+        let Some((mut batch, reads)) = gather(queue, expected) else { return };
         // A client that went away before its turn gets no number: counting it
         // would make the count run ahead of the answers.
         batch.retain(|reply| !reply.is_closed());
+        let answered = batch.len();
         if batch.is_empty() {
+            if !reads.is_empty() {
+                let count = writer.read();
+                for reply in reads {
+                    let _ = reply.send(count.clone());
+                }
+            }
             continue;
         }
         let started = Instant::now();
         let result = writer.increment_by(batch.len() as u64);
         tracing::trace!(pings = batch.len(), micros = started.elapsed().as_micros(), "committed");
-        let answered = batch.len();
+        // The reads that waited meanwhile see the count after this batch.
+        let count = result.clone().map(|first| first + answered as u64);
+        for reply in reads {
+            let _ = reply.send(count.clone());
+        }
         match result {
             Ok(first) => {
                 for (number, reply) in (first..).zip(batch) {
@@ -175,13 +208,13 @@ fn commit_loop(mut writer: CounterWriter, queue: &Queue) {
     }
 }
 
-/// Waits for a first ping, then, while fewer than `expected` wait, up to
-/// [`LINGER`] for more; takes them (at most [`MAX_BATCH`]). `None` once the
-/// queue is closed and empty.
-fn gather(queue: &Queue, expected: usize) -> Option<Vec<Reply>> {
+/// Waits for a first ping or read, then, while fewer than `expected` pings
+/// wait, up to [`LINGER`] for more; takes them (at most [`MAX_BATCH`] pings)
+/// and every read. `None` once the queue is closed and empty.
+fn gather(queue: &Queue, expected: usize) -> Option<(Vec<Reply>, Vec<Reply>)> {
     let mut pending = queue.lock();
     pending.wanted = 1;
-    while pending.replies.is_empty() {
+    while pending.replies.is_empty() && pending.reads.is_empty() {
         if pending.closed {
             return None;
         }
@@ -201,14 +234,14 @@ fn gather(queue: &Queue, expected: usize) -> Option<Vec<Reply>> {
         pending.sleeping = false;
     }
     let take = pending.replies.len().min(MAX_BATCH);
-    Some(pending.replies.drain(..take).collect())
+    Some((pending.replies.drain(..take).collect(), std::mem::take(&mut pending.reads)))
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
-    use common::counter::CounterFile;
+    use counter::CounterFile;
 
     use super::*;
 

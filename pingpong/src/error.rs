@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::counter::CounterError;
+use counter::CounterError;
 
 /// Everything a request can fail with. All of it is the server's side (the
 /// volume), so all of it answers 503 and is logged here, once.
@@ -11,12 +11,9 @@ pub enum Error {
     /// The counter file is corrupt, not a file, or could not be written.
     #[error(transparent)]
     Counter(#[from] CounterError),
-    /// The thread that commits increments is gone (it panicked).
+    /// The thread that commits increments and answers reads is gone (it panicked).
     #[error("the counter is unavailable: its commit thread stopped; restart pingpong")]
     CommitterGone,
-    /// A blocking read of the counter panicked (a bug).
-    #[error("internal error: reading the counter failed")]
-    ReadFailed,
 }
 
 impl IntoResponse for Error {

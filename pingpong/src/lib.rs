@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use common::counter::{CounterError, CounterFile, CounterWriter};
+use counter::{CounterError, CounterFile, CounterWriter};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 

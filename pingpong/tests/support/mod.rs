@@ -46,3 +46,45 @@ impl Volume {
         fs::read_to_string(&self.counter).unwrap()
     }
 }
+
+/// Floods `reader` with `/pings` from many connections while `pinger` is sent
+/// `PINGS` pings one after another, the count being `first` before: all must
+/// be answered, in order, within the tests' one deadline. Returns how many
+/// reads were answered, to show the flood ran.
+pub async fn pings_under_a_flood_of_reads(reader: &Service, pinger: &Service, first: u64) -> usize {
+    const READERS: usize = 32;
+    const PINGS: u64 = 100;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for _ in 0..READERS {
+        let (url, stop) = (reader.url("/pings"), stop.clone());
+        flood.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                response.text().await.unwrap();
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let client = reqwest::Client::new();
+    let pings = async {
+        for k in 0..PINGS {
+            let answer = client.get(pinger.url("/pingpong")).send().await.unwrap();
+            assert_eq!(answer.text().await.unwrap(), format!("pong {}", first + k));
+        }
+    };
+    // Starved means no progress: all of them within the tests' one deadline.
+    tokio::time::timeout(common::testing::DEADLINE, pings).await.unwrap_or_else(|_| {
+        panic!("{PINGS} pings were not answered within {:?}: starved by the reads", common::testing::DEADLINE)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut reads = 0;
+    for task in flood {
+        reads += task.await.unwrap();
+    }
+    reads
+}

@@ -1,0 +1,145 @@
+//! Where the counter lives (the file and its stable companions), and the
+//! exact read: under `<COUNTER_FILE>.lock`, shared.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::CounterError;
+use crate::paths::{dir_of, with_suffix};
+use crate::record;
+
+/// The longest counter file we read: anything longer than a record with some
+/// whitespace is corrupt, and a huge file is never read whole.
+pub(crate) const MAX_LEN: u64 = 64;
+
+/// The counter file, named; touches nothing on disk until asked.
+#[derive(Debug, Clone)]
+pub struct CounterFile {
+    pub(crate) path: PathBuf,
+    pub(crate) lock_path: PathBuf,
+    pub(crate) tmp_path: PathBuf,
+    pub(crate) dir: PathBuf,
+}
+
+impl CounterFile {
+    /// Names the counter file.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let dir = dir_of(&path).to_path_buf();
+        Self { lock_path: with_suffix(&path, ".lock"), tmp_path: with_suffix(&path, ".tmp"), dir, path }
+    }
+
+    /// The counter file itself.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the count exactly: under the lock file, shared, so it never sees
+    /// a record half overwritten and never a count that is not yet durable.
+    /// A missing file means 0. Where the lock file cannot be opened for writing
+    /// (a read-only mount), it is opened for reading; where it does not exist
+    /// and cannot be made, no pingpong ever ran there and nothing can race.
+    ///
+    /// # Errors
+    /// [`CounterError::Corrupt`], [`CounterError::NotAFile`] or [`CounterError::Io`].
+    pub fn read(&self) -> Result<u64, CounterError> {
+        let lock = match open_lock_file(&self.lock_path) {
+            Ok(lock) => Some(lock),
+            Err(_) => match File::open(&self.lock_path) {
+                Ok(lock) => Some(lock),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(CounterError::io(&self.lock_path, "open the lock file")(e)),
+            },
+        };
+        if let Some(lock) = &lock {
+            lock.lock_shared().map_err(CounterError::io(&self.lock_path, "lock the lock file (shared)"))?;
+        }
+        // The lock is released when `lock` is closed, after the read.
+        let Some(file) = self.open_checked(false)? else { return Ok(0) };
+        let mut bytes = Vec::new();
+        (&file.file).take(MAX_LEN + 1).read_to_end(&mut bytes).map_err(CounterError::io(&self.path, "read it"))?;
+        self.parse(&bytes)
+    }
+
+    /// Checks what an increment needs besides a valid file: the lock file can be
+    /// opened for writing and a new file can be made in the directory.
+    ///
+    /// # Errors
+    /// [`CounterError::Io`] naming the file that could not be written.
+    pub fn probe_writable(&self) -> Result<(), CounterError> {
+        open_lock_file(&self.lock_path)?;
+        tempfile::Builder::new()
+            .prefix(".probe-")
+            .tempfile_in(&self.dir)
+            .map(drop)
+            .map_err(CounterError::io(&self.path, "create a file in its directory"))
+    }
+
+    /// Opens the file the path names now, if any, and checks that it is a
+    /// regular file and the very one opened (not replaced in between).
+    pub(crate) fn open_checked(&self, write: bool) -> Result<Option<Opened>, CounterError> {
+        let meta = match fs::symlink_metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CounterError::io(&self.path, "inspect it")(e)),
+        };
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            let kind = if kind.is_dir() {
+                "directory"
+            } else if kind.is_symlink() {
+                "symlink"
+            } else {
+                "special file"
+            };
+            return Err(CounterError::NotAFile { path: self.path.clone(), kind });
+        }
+        let file = match OpenOptions::new().read(true).write(write).open(&self.path) {
+            Ok(file) => file,
+            // Replaced between the two calls by a rename or removed: a missing file is 0.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(CounterError::io(&self.path, if write { "open it for writing" } else { "open it" })(e));
+            }
+        };
+        let opened = file.metadata().map_err(CounterError::io(&self.path, "inspect it"))?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            return Err(CounterError::Io {
+                path: self.path.clone(),
+                op: "open it",
+                cause: io::Error::other("it was replaced while it was being opened; try again").into(),
+            });
+        }
+        Ok(Some(Opened { file, id: (meta.dev(), meta.ino()) }))
+    }
+
+    pub(crate) fn parse(&self, bytes: &[u8]) -> Result<u64, CounterError> {
+        if bytes.len() as u64 > MAX_LEN {
+            return Err(CounterError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("it is longer than {MAX_LEN} bytes, more than any count"),
+            });
+        }
+        record::parse(bytes).map_err(|reason| CounterError::Corrupt { path: self.path.clone(), reason })
+    }
+}
+
+/// An open counter file and its identity (device, inode).
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) file: File,
+    pub(crate) id: (u64, u64),
+}
+
+pub(crate) fn open_lock_file(path: &Path) -> Result<File, CounterError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(CounterError::io(path, "open the lock file for writing"))
+}

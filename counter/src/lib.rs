@@ -1,0 +1,26 @@
+//! The counter file that pingpong increments and the log-output writer reads:
+//! the one owner of its format and of the only ways it is changed and read.
+//! Both services use it; it knows nothing of HTTP.
+//!
+//! - [`record`]: the format, a 21-byte record (`42` + 18 spaces + `\n`).
+//! - [`CounterWriter`]: the durable increment, under an exclusive `flock` on
+//!   `<COUNTER_FILE>.lock`: the record overwritten in place and `fdatasync`'d
+//!   (one device flush), or, for anything else on disk, replaced by rename.
+//! - [`CounterFile::read`]: the exact read, under the same lock, shared.
+//!
+//! Why in place is safe: the record lies inside the first 512-byte sector and
+//! is written with one `pwrite`, so a crash leaves the old or the new record,
+//! and a power loss does too on any device that writes a sector atomically,
+//! the assumption PostgreSQL makes for its control file (`pg_control`).
+//! A reader that takes no lock (`cat`) may, on ext4, very rarely see a mix of
+//! two records while a write is in flight; readers that must be exact lock.
+
+mod error;
+mod file;
+pub mod paths;
+pub mod record;
+mod writer;
+
+pub use error::CounterError;
+pub use file::CounterFile;
+pub use writer::CounterWriter;

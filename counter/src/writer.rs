@@ -1,0 +1,287 @@
+//! The durable, cross-process increment (the contract's "The counter file").
+//!
+//! Under an exclusive `flock` on `<COUNTER_FILE>.lock`, per increment:
+//! 1. check that the file open is the one the path names now (same device and
+//!    inode), else reopen it: a person or another process may have replaced it;
+//! 2. read the count from it (another process may have changed it);
+//! 3. if it holds the canonical record, write the new record in place with one
+//!    `pwrite` at offset 0 and `fdatasync`: the size never changes, so nothing
+//!    but the data block is flushed; otherwise (no file yet, a hand-written
+//!    count) write the record to a temp file, `fdatasync` it, rename it over
+//!    the counter file and fsync the directory;
+//! 4. unlock; only then may the caller answer.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use crate::error::CounterError;
+use crate::file::{CounterFile, MAX_LEN, Opened, open_lock_file};
+use crate::record;
+
+/// A counter file opened for durable increments. Keeps the lock file, the
+/// directory and the counter file open between increments, so that the common
+/// case costs lock, `pread`, `pwrite`, `fdatasync`, unlock.
+#[derive(Debug)]
+pub struct CounterWriter {
+    file: CounterFile,
+    lock: File,
+    dir: File,
+    current: Option<Opened>,
+}
+
+impl CounterWriter {
+    /// Creates the directory if needed and opens the lock file and directory.
+    ///
+    /// # Errors
+    /// [`CounterError::Io`] when the directory cannot be made or written.
+    pub fn open(file: CounterFile) -> Result<Self, CounterError> {
+        std::fs::create_dir_all(&file.dir).map_err(CounterError::io(&file.path, "create its directory"))?;
+        let lock = open_lock_file(&file.lock_path)?;
+        let dir = File::open(&file.dir).map_err(CounterError::io(&file.path, "open its directory"))?;
+        Ok(Self { file, lock, dir, current: None })
+    }
+
+    /// Adds `n` to the count durably and returns the count before: the caller
+    /// owns the numbers `old..old + n`. When this returns `Ok`, the file holds
+    /// `old + n` on the disk; when it returns `Err`, no number was handed out
+    /// and the file holds `old` (or, if even restoring it failed, a larger
+    /// count: numbers are then skipped, never repeated).
+    ///
+    /// # Errors
+    /// The file is corrupt or not a file (left untouched), or a write, flush
+    /// or rename failed.
+    pub fn increment_by(&mut self, n: u64) -> Result<u64, CounterError> {
+        self.locked(false, |writer| writer.increment_locked(n))
+    }
+
+    /// Reads the count under the lock, shared, with this writer's open files:
+    /// what `/pings` answers.
+    ///
+    /// # Errors
+    /// As [`CounterFile::read`].
+    pub fn read(&mut self) -> Result<u64, CounterError> {
+        self.locked(true, |writer| writer.load().map(|(count, _)| count))
+    }
+
+    fn locked<T>(
+        &mut self,
+        shared: bool,
+        f: impl FnOnce(&mut Self) -> Result<T, CounterError>,
+    ) -> Result<T, CounterError> {
+        let lock_path = &self.file.lock_path;
+        let locked = if shared { self.lock.lock_shared() } else { self.lock.lock() };
+        locked.map_err(CounterError::io(lock_path, "lock the lock file"))?;
+        let result = f(self);
+        // Unlock explicitly (closing would too) to keep the descriptor for the
+        // next increment. flock(LOCK_UN) on an open descriptor does not fail in
+        // practice; if it did, the value is durable all the same, so say so in
+        // the log rather than refuse pings that are already on disk.
+        if let Err(e) = self.lock.unlock() {
+            tracing::error!(path = %self.file.lock_path.display(), cause = %e, "could not unlock the counter lock file");
+        }
+        result
+    }
+
+    /// Steps 1 and 2: the count, and whether the file holds its canonical record.
+    fn load(&mut self) -> Result<(u64, bool), CounterError> {
+        let id = match std::fs::symlink_metadata(&self.file.path) {
+            Ok(meta) => Some((meta.dev(), meta.ino())),
+            Err(_) => None, // missing or unreadable: open_checked says which
+        };
+        if id.is_none() || self.current.as_ref().map(|c| c.id) != id {
+            self.current = self.file.open_checked(true)?;
+        }
+        let Some(current) = &self.current else { return Ok((0, false)) };
+        let mut bytes = [0u8; MAX_LEN as usize + 1];
+        let mut len = 0;
+        while len < bytes.len() {
+            match current.file.read_at(&mut bytes[len..], len as u64) {
+                Ok(0) => break,
+                Ok(read) => len += read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CounterError::io(&self.file.path, "read it")(e)),
+            }
+        }
+        let count = self.file.parse(&bytes[..len])?;
+        Ok((count, record::is_canonical(&bytes[..len], count)))
+    }
+
+    fn increment_locked(&mut self, n: u64) -> Result<u64, CounterError> {
+        let (old, canonical) = self.load()?;
+        let new = old.checked_add(n).ok_or_else(|| CounterError::Corrupt {
+            path: self.file.path.clone(),
+            reason: format!("adding {n} to {old} would pass the largest count"),
+        })?;
+        match (&self.current, canonical) {
+            (Some(current), true) => self.overwrite(&current.file, old, new)?,
+            _ => self.replace(old, new)?,
+        }
+        Ok(old)
+    }
+
+    /// Step 3, in place: one `pwrite` of the whole record, one `fdatasync`.
+    fn overwrite(&self, file: &File, old: u64, new: u64) -> Result<(), CounterError> {
+        let path = &self.file.path;
+        let written = file
+            .write_all_at(&record::format(new), 0)
+            .map_err(CounterError::io(path, "write it in place"))
+            // A failed flush is final: the page may be marked clean after a
+            // writeback error, so a retry could report success for lost data.
+            .and_then(|()| file.sync_data().map_err(CounterError::io(path, "fdatasync it")));
+        if written.is_err() {
+            // The page cache may hold the new record: put the old one back so
+            // the count stays what was acknowledged. If that fails too, the
+            // numbers old..new are skipped (never repeated): the safe direction.
+            let restored = file.write_all_at(&record::format(old), 0).and_then(|()| file.sync_data());
+            if restored.is_err() {
+                tracing::error!(path = %path.display(), old, new, "could not restore the counter after a failed write; numbers may be skipped");
+            }
+        }
+        written
+    }
+
+    /// Step 3, by replacement: what turns any valid file (or none) into the
+    /// canonical record. The temp file, once renamed, is the open counter file.
+    fn replace(&mut self, old: u64, new: u64) -> Result<(), CounterError> {
+        let tmp = &self.file.tmp_path;
+        let mut out = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)
+            .map_err(CounterError::io(tmp, "create the temp file"))?;
+        out.write_all(&record::format(new)).map_err(CounterError::io(tmp, "write the temp file"))?;
+        out.sync_data().map_err(CounterError::io(tmp, "fsync the temp file"))?;
+        std::fs::rename(tmp, &self.file.path)
+            .map_err(CounterError::io(&self.file.path, "rename the temp file over it"))?;
+        if let Err(e) = self.dir.sync_all() {
+            // The rename happened but may not survive a power loss, so the
+            // pings are refused: put the old count back (in place, the file is
+            // now canonical), as `overwrite` does.
+            let restored = out.write_all_at(&record::format(old), 0).and_then(|()| out.sync_data());
+            if restored.is_err() {
+                tracing::error!(path = %self.file.path.display(), old, new, "could not restore the counter after a failed directory fsync; numbers may be skipped");
+            }
+            self.current = None;
+            return Err(CounterError::io(&self.file.path, "fsync its directory")(e));
+        }
+        let meta = out.metadata().map_err(CounterError::io(&self.file.path, "inspect it"))?;
+        self.current = Some(Opened { file: out, id: (meta.dev(), meta.ino()) });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, CounterFile, CounterWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CounterFile::new(dir.path().join("sub/counter.txt"));
+        let writer = CounterWriter::open(file.clone()).unwrap();
+        (dir, file, writer)
+    }
+
+    #[test]
+    fn increments_hand_out_consecutive_ranges_as_canonical_records() {
+        let (_dir, file, mut writer) = setup();
+        assert_eq!(file.read().unwrap(), 0);
+        assert_eq!(writer.increment_by(3).unwrap(), 0);
+        assert_eq!(writer.increment_by(1).unwrap(), 3);
+        assert_eq!(fs::read(file.path()).unwrap(), record::format(4));
+        assert_eq!(file.read().unwrap(), 4);
+        assert_eq!(writer.read().unwrap(), 4);
+        assert!(!file.tmp_path.exists(), "the temp file was renamed away");
+    }
+
+    #[test]
+    fn a_canonical_record_is_overwritten_in_place() {
+        let (_dir, file, mut writer) = setup();
+        writer.increment_by(1).unwrap();
+        let inode = fs::metadata(file.path()).unwrap().ino();
+        writer.increment_by(1).unwrap();
+        writer.increment_by(5).unwrap();
+        assert_eq!(fs::metadata(file.path()).unwrap().ino(), inode, "the same file, not a replacement");
+        assert_eq!(fs::read(file.path()).unwrap(), record::format(7));
+    }
+
+    #[test]
+    fn a_hand_written_count_is_continued_and_normalised() {
+        let (_dir, file, mut writer) = setup();
+        writer.increment_by(1).unwrap();
+        // `echo 41 > file`: the same inode, another length.
+        fs::write(file.path(), "41\n").unwrap();
+        assert_eq!(writer.increment_by(1).unwrap(), 41);
+        assert_eq!(fs::read(file.path()).unwrap(), record::format(42));
+    }
+
+    #[test]
+    fn a_file_replaced_behind_the_writer_is_reopened_not_orphaned() {
+        let (dir, file, mut writer) = setup();
+        writer.increment_by(2).unwrap();
+        // Another process (or a person) replaces the file by rename.
+        let other = dir.path().join("other");
+        fs::write(&other, record::format(100)).unwrap();
+        fs::rename(&other, file.path()).unwrap();
+        assert_eq!(writer.increment_by(1).unwrap(), 100);
+        assert_eq!(fs::read(file.path()).unwrap(), record::format(101));
+        // Deleted: counting starts again from 0, in a new file.
+        fs::remove_file(file.path()).unwrap();
+        assert_eq!(writer.increment_by(1).unwrap(), 0);
+        assert_eq!(file.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_and_left_untouched() {
+        let (_dir, file, mut writer) = setup();
+        fs::write(file.path(), "abc").unwrap();
+        let err = writer.increment_by(1).unwrap_err().to_string();
+        assert!(err.contains("counter.txt") && err.contains("corrupt"), "{err}");
+        assert_eq!(fs::read_to_string(file.path()).unwrap(), "abc");
+        assert!(matches!(file.read(), Err(CounterError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_huge_file_is_corrupt_without_being_read_whole() {
+        let (_dir, file, mut writer) = setup();
+        fs::write(file.path(), "1".repeat(10_000)).unwrap();
+        assert!(matches!(file.read(), Err(CounterError::Corrupt { .. })));
+        assert!(matches!(writer.increment_by(1), Err(CounterError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_directory_or_symlink_is_not_a_counter_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let as_dir = CounterFile::new(dir.path().join("d"));
+        fs::create_dir(as_dir.path()).unwrap();
+        assert!(matches!(as_dir.read(), Err(CounterError::NotAFile { kind: "directory", .. })));
+        let target = dir.path().join("real");
+        fs::write(&target, "5").unwrap();
+        let link = CounterFile::new(dir.path().join("link"));
+        std::os::unix::fs::symlink(&target, link.path()).unwrap();
+        let mut writer = CounterWriter::open(link.clone()).unwrap();
+        assert!(matches!(writer.increment_by(1), Err(CounterError::NotAFile { kind: "symlink", .. })));
+        assert!(fs::symlink_metadata(link.path()).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "5");
+    }
+
+    /// Two writers on one file (two pingpong processes), interleaved: every
+    /// range handed out is distinct and the file holds the sum.
+    #[test]
+    fn two_writers_on_one_file_never_hand_out_a_number_twice() {
+        let (_dir, file, mut a) = setup();
+        let mut b = CounterWriter::open(file.clone()).unwrap();
+        let mut seen = Vec::new();
+        for i in 0..50 {
+            let writer = if i % 3 == 0 { &mut b } else { &mut a };
+            seen.push(writer.increment_by(2).unwrap());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(file.read().unwrap(), 100);
+    }
+}
