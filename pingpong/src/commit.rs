@@ -1,21 +1,13 @@
 //! Group commit: pings that arrive together share one durable increment.
 //!
-//! Handlers put a reply channel in a queue that one dedicated thread serves.
-//! The thread takes every ping waiting at that moment, adds their number to
-//! the counter file in one durable increment (see the `counter` crate), and only
-//! then hands each its own number. Under load the cost of an increment is
-//! shared by all the pings of a batch.
-//!
-//! The clients answered by one batch send their next pings a moment later, so
-//! a batch started at once would catch only the first of them and leave the
-//! rest a whole increment behind: the clients split into cohorts that take
-//! turns. So the thread expects as many pings as it just answered plus those
-//! that queued meanwhile, and waits up to [`LINGER`] for them to gather. After
-//! a lone ping it waits for nothing: a single client's latency is not traded.
-//!
-//! While it gathers, the thread is woken once, when the batch it expects is
-//! complete, not once per ping: with 50 clients, waking it for every arrival
-//! cost more CPU than the HTTP work (see `docs/benchmarks.md`).
+//! Handlers queue a reply channel; one dedicated thread serves the queue. Its
+//! rule ([`take_batch`]): take every ping and read that queued while the last
+//! increment was being flushed, add the pings' number to the counter in one
+//! durable increment (see the `counter` crate), and only then hand each ping
+//! its own number. Under load the cost of an increment is shared by all the
+//! pings of a batch; a lone ping is committed at once. (A rule that lingered
+//! for the clients of the last batch to come back measured 15% slower at 50
+//! connections and no faster at one: `docs/benchmarks.md`.)
 //!
 //! Reads (`/pings`) queue here too and are answered by the same thread: with
 //! the count after the batch's increment, or, in a batch of reads alone, from
@@ -25,38 +17,53 @@
 //! locking on their own could starve the pings.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 use counter::{CounterError, CounterWriter};
 use tokio::sync::oneshot;
 
-use crate::error::Error;
-
 /// The most pings one increment counts (bounds the work of one batch).
 const MAX_BATCH: usize = 4096;
 
-/// The longest a batch waits for the pings of the last batch to come back:
-/// under one increment (0.5 to 0.9 ms under load on the machine in
-/// docs/benchmarks.md), where 0.2 ms gave 24k pings/s and 0.5 ms 28k over 50
-/// connections; 1 ms and 2 ms were no better beyond the noise.
-const LINGER: Duration = Duration::from_micros(500);
+/// Why a ping or read got no answer from the commit thread.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The counter file could not be read or changed; nothing was counted.
+    #[error(transparent)]
+    Counter(#[from] CounterError),
+    /// The commit thread has stopped (shutdown, or a panic).
+    #[error("the counter is unavailable: its commit thread stopped; restart pingpong")]
+    Stopped,
+}
 
 type Reply = oneshot::Sender<Result<u64, CounterError>>;
 
-/// The pings waiting for the thread, and what it waits for.
+/// What waits for the thread.
 #[derive(Debug, Default)]
 struct Pending {
-    replies: Vec<Reply>,
-    /// `/pings` waiting for the count.
+    pings: Vec<Reply>,
     reads: Vec<Reply>,
-    /// The thread sleeps on the condition variable (only then is it notified).
+    /// The thread sleeps on the condition variable: only then is it notified,
+    /// so a burst of pings costs one wake-up, not one per ping.
     sleeping: bool,
-    /// It wants to be woken once this many pings wait.
-    wanted: usize,
-    /// Every handle is gone: answer what is queued and stop.
+    /// Stop: answer what is queued, then end.
     closed: bool,
     /// The thread has ended (normally or by a panic): nobody will answer.
     unserved: bool,
+}
+
+/// One batch: the pings to count together and the reads to answer with them.
+#[derive(Debug, Default)]
+struct Batch {
+    pings: Vec<Reply>,
+    reads: Vec<Reply>,
+}
+
+/// The batching rule: everything that waits, up to [`MAX_BATCH`] pings.
+fn take_batch(pending: &mut Pending) -> Batch {
+    let take = pending.pings.len().min(MAX_BATCH);
+    Batch { pings: pending.pings.drain(..take).collect(), reads: std::mem::take(&mut pending.reads) }
 }
 
 #[derive(Debug, Default)]
@@ -72,27 +79,45 @@ impl Queue {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wake_if_wanted(&self, pending: &Pending) {
-        if pending.sleeping && (pending.closed || pending.replies.len() + pending.reads.len() >= pending.wanted) {
-            self.changed.notify_one();
+    fn close(&self) {
+        let mut pending = self.lock();
+        pending.closed = true;
+        self.changed.notify_one();
+    }
+
+    /// The thread's side: the next batch, waiting for one; `None` once closed
+    /// and empty.
+    fn next_batch(&self) -> Option<Batch> {
+        let mut pending = self.lock();
+        while pending.pings.is_empty() && pending.reads.is_empty() {
+            if pending.closed {
+                return None;
+            }
+            pending.sleeping = true;
+            pending = self.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
+            pending.sleeping = false;
         }
+        Some(take_batch(&mut pending))
     }
 }
 
-/// Closes the queue when the last [`Committer`] goes, so the thread ends.
+/// What the handles share: the queue, and the thread to join at shutdown.
 #[derive(Debug)]
-struct Handles(Arc<Queue>);
+struct Shared {
+    queue: Arc<Queue>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
 
-impl Drop for Handles {
+impl Drop for Shared {
+    /// The last handle gone without [`Committer::stop`] (a test's router, say):
+    /// the thread still ends, after answering what is queued.
     fn drop(&mut self) {
-        let mut pending = self.0.lock();
-        pending.closed = true;
-        self.0.wake_if_wanted(&pending);
+        self.queue.close();
     }
 }
 
 /// Held by the commit thread: when it ends, even by a panic, pings that wait
-/// or arrive later fail at once with [`Error::CommitterGone`] (their reply
+/// or arrive later fail at once with [`CommitError::Stopped`] (their reply
 /// channels are dropped) instead of waiting for an answer that never comes.
 struct Serving<'a>(&'a Queue);
 
@@ -100,7 +125,7 @@ impl Drop for Serving<'_> {
     fn drop(&mut self) {
         let mut pending = self.0.lock();
         pending.unserved = true;
-        pending.replies.clear();
+        pending.pings.clear();
         pending.reads.clear();
     }
 }
@@ -108,163 +133,190 @@ impl Drop for Serving<'_> {
 /// A handle to the commit thread; cheap to clone, one per request.
 #[derive(Debug, Clone)]
 pub struct Committer {
-    handles: Arc<Handles>,
+    shared: Arc<Shared>,
 }
 
 impl Committer {
     /// Starts the commit thread. It is a thread of its own rather than
     /// `spawn_blocking` work because it lives as long as the process and spends
-    /// its life in blocking file calls and `flock`. It ends when the last
-    /// `Committer` is dropped, after answering everything queued.
+    /// its life in blocking file calls and `flock`.
     ///
     /// # Errors
     /// The thread could not be spawned.
     pub fn start(writer: CounterWriter) -> std::io::Result<Self> {
-        // Unbounded: the number of pings waiting is bounded by the number of
-        // requests in flight, which the HTTP server bounds.
+        // Unbounded: the number of requests waiting is bounded by the number
+        // of requests in flight, which the HTTP server bounds.
         let queue = Arc::new(Queue::default());
         let served = Arc::clone(&queue);
-        std::thread::Builder::new().name("counter-commit".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("counter-commit".into()).spawn(move || {
             let _serving = Serving(&served);
             commit_loop(writer, &served);
         })?;
-        Ok(Self { handles: Arc::new(Handles(queue)) })
+        Ok(Self { shared: Arc::new(Shared { queue, thread: Mutex::new(Some(thread)) }) })
     }
 
     /// Counts one ping and returns its number once the file durably holds it.
     ///
     /// # Errors
-    /// The increment failed (nothing was counted) or the thread is gone.
-    pub async fn next(&self) -> Result<u64, Error> {
-        self.ask(|pending| &mut pending.replies).await
+    /// The increment failed (nothing was counted) or the thread has stopped.
+    pub async fn next(&self) -> Result<u64, CommitError> {
+        self.ask(|pending| &mut pending.pings).await
     }
 
     /// The current count, read exactly (under the lock) without counting.
     ///
     /// # Errors
-    /// The read failed or the thread is gone.
-    pub async fn count(&self) -> Result<u64, Error> {
+    /// The read failed or the thread has stopped.
+    pub async fn count(&self) -> Result<u64, CommitError> {
         self.ask(|pending| &mut pending.reads).await
     }
 
-    async fn ask(&self, queue_of: impl FnOnce(&mut Pending) -> &mut Vec<Reply>) -> Result<u64, Error> {
+    async fn ask(&self, queue_of: impl FnOnce(&mut Pending) -> &mut Vec<Reply>) -> Result<u64, CommitError> {
         let (reply, answer) = oneshot::channel();
         {
-            let queue = &self.handles.0;
+            let queue = &self.shared.queue;
             let mut pending = queue.lock();
-            if pending.unserved {
-                return Err(Error::CommitterGone);
+            if pending.unserved || pending.closed {
+                return Err(CommitError::Stopped);
             }
             queue_of(&mut pending).push(reply);
-            queue.wake_if_wanted(&pending);
+            if pending.sleeping {
+                pending.sleeping = false;
+                queue.changed.notify_one();
+            }
         }
-        Ok(answer.await.map_err(|_| Error::CommitterGone)??)
+        Ok(answer.await.map_err(|_| CommitError::Stopped)??)
+    }
+
+    /// Stops the thread once it has answered everything queued, and waits for
+    /// it (blocking: call it from a blocking context). Later pings and reads
+    /// fail with [`CommitError::Stopped`].
+    pub fn stop(&self) {
+        self.shared.queue.close();
+        let thread = self.shared.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the commit thread had panicked");
+        }
     }
 }
 
 fn commit_loop(mut writer: CounterWriter, queue: &Queue) {
-    // How many pings the next batch should hold: the clients just answered
-    // (they will send their next ping) plus those already waiting.
-    let mut expected = 1;
-    loop {
-        let Some((mut batch, reads)) = gather(queue, expected) else { return };
+    while let Some(Batch { mut pings, reads }) = queue.next_batch() {
         // A client that went away before its turn gets no number: counting it
         // would make the count run ahead of the answers.
-        batch.retain(|reply| !reply.is_closed());
-        let answered = batch.len();
-        if batch.is_empty() {
+        pings.retain(|reply| !reply.is_closed());
+        if pings.is_empty() {
             if !reads.is_empty() {
-                let count = writer.read();
-                for reply in reads {
-                    let _ = reply.send(count.clone());
-                }
+                answer_all(reads, &writer.read());
             }
             continue;
         }
         let started = Instant::now();
-        let result = writer.increment_by(batch.len() as u64);
-        tracing::trace!(pings = batch.len(), micros = started.elapsed().as_micros(), "committed");
+        let result = writer.increment_by(pings.len() as u64);
+        tracing::trace!(pings = pings.len(), micros = started.elapsed().as_micros(), "committed");
         // The reads that waited meanwhile see the count after this batch.
-        let count = result.clone().map(|first| first + answered as u64);
-        for reply in reads {
-            let _ = reply.send(count.clone());
-        }
+        answer_all(reads, &result.clone().map(|first| first + pings.len() as u64));
         match result {
             Ok(first) => {
-                for (number, reply) in (first..).zip(batch) {
+                for (number, reply) in (first..).zip(pings) {
                     // The client may have gone since; its number is then
                     // counted but unanswered, as with any lost response.
                     let _ = reply.send(Ok(number));
                 }
             }
-            Err(e) => {
-                for reply in batch {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+            Err(e) => answer_all(pings, &Err(e)),
         }
-        let queued = queue.lock().replies.len();
-        expected = (answered + queued).clamp(1, MAX_BATCH);
     }
 }
 
-/// Waits for a first ping or read, then, while fewer than `expected` pings
-/// wait, up to [`LINGER`] for more; takes them (at most [`MAX_BATCH`] pings)
-/// and every read. `None` once the queue is closed and empty.
-fn gather(queue: &Queue, expected: usize) -> Option<(Vec<Reply>, Vec<Reply>)> {
-    let mut pending = queue.lock();
-    pending.wanted = 1;
-    while pending.replies.is_empty() && pending.reads.is_empty() {
-        if pending.closed {
-            return None;
-        }
-        pending.sleeping = true;
-        pending = queue.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
-        pending.sleeping = false;
+fn answer_all(replies: Vec<Reply>, answer: &Result<u64, CounterError>) {
+    for reply in replies {
+        let _ = reply.send(answer.clone());
     }
-    pending.wanted = expected;
-    let deadline = Instant::now() + LINGER;
-    while pending.replies.len() < expected && !pending.closed {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        pending.sleeping = true;
-        pending = queue.changed.wait_timeout(pending, left).unwrap_or_else(PoisonError::into_inner).0;
-        pending.sleeping = false;
-    }
-    let take = pending.replies.len().min(MAX_BATCH);
-    Some((pending.replies.drain(..take).collect(), std::mem::take(&mut pending.reads)))
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::time::Duration;
 
     use counter::CounterFile;
 
     use super::*;
 
-    /// Many pings at once: they are gathered into batches, each gets its own
-    /// number, the numbers are exactly 0..N, and the file holds N.
+    #[test]
+    fn a_batch_takes_every_waiting_ping_up_to_the_bound_and_every_read() {
+        let mut pending = Pending::default();
+        for _ in 0..MAX_BATCH + 3 {
+            pending.pings.push(oneshot::channel().0);
+        }
+        pending.reads.push(oneshot::channel().0);
+        let batch = take_batch(&mut pending);
+        assert_eq!((batch.pings.len(), batch.reads.len()), (MAX_BATCH, 1));
+        assert_eq!((pending.pings.len(), pending.reads.len()), (3, 0), "the rest waits for the next batch");
+    }
+
+    /// Many pings and reads at once: each ping gets its own number, the
+    /// numbers are exactly 0..N, the file holds N, every read a count in 0..=N.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_pings_get_every_number_once() {
         const PINGS: u64 = 300;
         let dir = tempfile::tempdir().unwrap();
         let file = CounterFile::new(dir.path().join("counter.txt"));
         let committer = Committer::start(CounterWriter::open(file.clone()).unwrap()).unwrap();
-        let tasks: Vec<_> = (0..PINGS)
+        let pings: Vec<_> = (0..PINGS)
             .map(|_| {
                 let committer = committer.clone();
                 tokio::spawn(async move { committer.next().await.unwrap() })
             })
             .collect();
+        let reads: Vec<_> = (0..50)
+            .map(|_| {
+                let committer = committer.clone();
+                tokio::spawn(async move { committer.count().await.unwrap() })
+            })
+            .collect();
         let mut numbers = BTreeSet::new();
-        for task in tasks {
+        for task in pings {
             assert!(numbers.insert(task.await.unwrap()), "a number was handed out twice");
         }
         assert_eq!(numbers, (0..PINGS).collect());
+        for task in reads {
+            assert!(task.await.unwrap() <= PINGS);
+        }
         assert_eq!(file.read().unwrap(), PINGS);
+        assert_eq!(committer.count().await.unwrap(), PINGS);
+    }
+
+    /// `stop` answers what is queued, joins the thread, and refuses what comes
+    /// after: nothing counted is left unanswered at shutdown.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_answers_what_is_queued_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CounterFile::new(dir.path().join("counter.txt"));
+        let committer = Committer::start(CounterWriter::open(file.clone()).unwrap()).unwrap();
+        let queued: Vec<_> = (0..20)
+            .map(|_| {
+                let committer = committer.clone();
+                tokio::spawn(async move { committer.next().await })
+            })
+            .collect();
+        let stopper = committer.clone();
+        tokio::task::spawn_blocking(move || stopper.stop()).await.unwrap();
+        let answered = {
+            let mut answered = 0;
+            for task in queued {
+                if task.await.unwrap().is_ok() {
+                    answered += 1;
+                }
+            }
+            answered
+        };
+        assert_eq!(file.read().unwrap(), answered, "every counted ping was answered");
+        assert!(matches!(committer.next().await, Err(CommitError::Stopped)));
+        assert!(matches!(committer.count().await, Err(CommitError::Stopped)));
     }
 
     /// When the commit thread ends without answering (as a panic would end
@@ -272,19 +324,19 @@ mod tests {
     #[tokio::test]
     async fn pings_fail_once_the_thread_is_gone() {
         let queue = Arc::new(Queue::default());
-        let committer = Committer { handles: Arc::new(Handles(Arc::clone(&queue))) };
+        let committer = Committer { shared: Arc::new(Shared { queue: Arc::clone(&queue), thread: Mutex::new(None) }) };
         let serving = Serving(&queue);
         let waiting = tokio::spawn({
             let committer = committer.clone();
             async move { committer.next().await }
         });
-        while queue.lock().replies.is_empty() {
+        while queue.lock().pings.is_empty() {
             tokio::task::yield_now().await;
         }
         drop(serving);
         // Without the fix the ping waits forever: bound it so that shows as a failure.
         let answer = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiting ping hung");
-        assert!(matches!(answer.unwrap(), Err(Error::CommitterGone)));
-        assert!(matches!(committer.next().await, Err(Error::CommitterGone)));
+        assert!(matches!(answer.unwrap(), Err(CommitError::Stopped)));
+        assert!(matches!(committer.next().await, Err(CommitError::Stopped)));
     }
 }

@@ -1,19 +1,18 @@
-//! pingpong's one error type and how it is answered over HTTP.
+//! pingpong's HTTP error: how a failure of the counter is answered.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use counter::CounterError;
+
+use crate::commit::CommitError;
 
 /// Everything a request can fail with. All of it is the server's side (the
-/// volume), so all of it answers 503 and is logged here, once.
+/// volume, or the commit thread), so all of it answers 503 and is logged
+/// here, once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The counter file is corrupt, not a file, or could not be written.
+    /// The counter could not be read or changed, or its thread has stopped.
     #[error(transparent)]
-    Counter(#[from] CounterError),
-    /// The thread that commits increments and answers reads is gone (it panicked).
-    #[error("the counter is unavailable: its commit thread stopped; restart pingpong")]
-    CommitterGone,
+    Commit(#[from] CommitError),
 }
 
 impl IntoResponse for Error {

@@ -15,7 +15,7 @@ use counter::{CounterError, CounterFile, CounterWriter};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use crate::commit::Committer;
+pub use crate::commit::{CommitError, Committer};
 pub use crate::config::Config;
 pub use crate::error::Error;
 
@@ -33,20 +33,27 @@ impl AppState {
     ///
     /// # Errors
     /// The directory cannot be created or written, or the thread not started.
-    pub fn open(path: &Path) -> Result<Self, CounterError> {
+    pub fn open(path: &Path) -> Result<Self, StartError> {
         let file = CounterFile::new(path);
         let writer = CounterWriter::open(file.clone())?;
         match file.read() {
             Ok(count) => tracing::info!(path = %path.display(), count, "counter opened"),
             Err(e) => tracing::error!(cause = %e, "counter file unusable until repaired"),
         }
-        let committer = Committer::start(writer).map_err(|e| CounterError::Io {
-            path: path.to_path_buf(),
-            op: "start its commit thread",
-            cause: Arc::new(e),
-        })?;
+        let committer = Committer::start(writer).map_err(StartError::Thread)?;
         Ok(Self { counter: Arc::new(file), committer })
     }
+}
+
+/// Why pingpong cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The counter's directory cannot be made or written.
+    #[error(transparent)]
+    Counter(#[from] CounterError),
+    /// The commit thread could not be spawned.
+    #[error("cannot start the counter's commit thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// The routes, without a socket (tests drive it with `oneshot`).
@@ -62,7 +69,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// requests in flight, then stops the commit thread once it has answered
+/// everything queued.
 ///
 /// # Errors
 /// The listener's address cannot be read.
@@ -71,5 +79,10 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    common::serve::serve(listener, app(state), shutdown).await
+    let committer = state.committer.clone();
+    let served = common::serve::serve(listener, app(state), shutdown).await;
+    if tokio::task::spawn_blocking(move || committer.stop()).await.is_err() {
+        tracing::error!("stopping the commit thread panicked");
+    }
+    served
 }
