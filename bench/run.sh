@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The benchmarks of issue 4, side by side with the alternative, in one run:
+# The benchmarks, side by side with the alternative, in one run:
 #   1. GET /pingpong over 50 connections (wrk) vs Redis INCR, appendfsync
-#      always, 50 clients (redis-benchmark): requests/s
+#      always, 50 clients (redis-benchmark): requests/s; and the same server's
+#      GET /healthz, the HTTP ceiling here
 #   2. the same over one connection: p50 latency
 #   3. throughput against connections (1, 4, 16, 64, 256), both: plotted
 #   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
 #   5. footprint: image sizes, idle RSS, start to /readyz 200
-#   6. the file protocol's steps alone, and the faster protocols it rejects
+#   6. one increment alone: in place, replace-by-rename, Redis's append
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
 #                               DURATION=seconds per wrk run, default 6)
@@ -30,6 +31,8 @@ fi
 
 step "cargo build --release"
 cargo build --release --quiet --bin pingpong --bin log-output
+BIN=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
+export BIN
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 results=$OUT/results.tsv
@@ -59,7 +62,7 @@ redis_csv() { # CLIENTS REQUESTS: the INCR line of redis-benchmark --csv
 
 step "starting pingpong and redis-server (appendonly yes, appendfsync always), both on $OUT/"
 mkdir -p "$OUT/pingpong" "$OUT/redis"
-COUNTER_FILE=$OUT/pingpong/counter.txt PORT=$PP_PORT RUST_LOG=warn target/release/pingpong & pids+=($!)
+COUNTER_FILE=$OUT/pingpong/counter.txt PORT=$PP_PORT RUST_LOG=warn "$BIN/pingpong" & pids+=($!)
 redis-server --port "$REDIS_PORT" --dir "$PWD/$OUT/redis" --appendonly yes --appendfsync always --save '' \
   --daemonize yes --logfile "$PWD/$OUT/redis/log"
 wait_http "http://127.0.0.1:$PP_PORT/readyz"
@@ -72,9 +75,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 step "throughput, 50 connections (3 alternating rounds of ${DURATION} s)"
 for _ in 1 2 3; do
   wrk_rps 50 "$DURATION" "$PING" >>"$OUT/pp_rps_50"
+  wrk_rps 50 "$DURATION" "http://127.0.0.1:$PP_PORT/healthz" >>"$OUT/healthz_rps_50"
   redis_csv 50 300000 | cut -d, -f2 >>"$OUT/redis_rps_50"
 done
 record pp_rps_50 "$(median <"$OUT/pp_rps_50")"
+record healthz_rps_50 "$(median <"$OUT/healthz_rps_50")"
 record redis_rps_50 "$(median <"$OUT/redis_rps_50")"
 
 step "latency, one connection (3 alternating rounds of ${DURATION} s)"
@@ -91,11 +96,8 @@ for c in 1 4 16 64 256; do
   record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
 done
 
-step "the steps of one increment, timed alone (bench/syscalls.py)"
+step "one increment alone, each way (bench/syscalls.py)"
 python3 bench/syscalls.py "$OUT/syscalls" "$results"
-
-step "recycling the temp file instead: cost, and what lock-free readers see (bench/recycling.py)"
-python3 bench/recycling.py "$OUT/recycling" "$results"
 
 step "reader: GET / with a 1 KiB and a 1 GiB log"
 python3 - "$OUT" <<'PY'
@@ -112,7 +114,7 @@ for name, size in (("small.log", 1024), ("huge.log", 1 << 30)):
 PY
 # Alternating runs, median p50 of three each: single runs drift by a third here.
 for log in small huge small huge small huge; do
-  LOG_FILE=$OUT/$log.log PORT=$READER_PORT RUST_LOG=warn target/release/log-output reader & reader=$!
+  LOG_FILE=$OUT/$log.log PORT=$READER_PORT RUST_LOG=warn "$BIN/log-output" reader & reader=$!
   wait_http "http://127.0.0.1:$READER_PORT/readyz"
   wrk_p50 3 "http://127.0.0.1:$READER_PORT/" >>"$OUT/reader_p50_$log"
   wrk -t2 -c16 -d2s "http://127.0.0.1:$READER_PORT/log?tail=1000" >/dev/null
@@ -153,11 +155,11 @@ env = {"COUNTER_FILE": f"{out}/start/counter.txt", "LOG_FILE": f"{out}/start/out
 os.makedirs(f"{out}/start", exist_ok=True)
 open(env["LOG_FILE"], "w").write("2026-11-23T12:00:00.000Z: 5a0f3c2e-1b2c-4d5e-8f90-0123456789ab.\nPing / Pongs: 1\n")
 with open(results, "a") as r:
-    ms, rss = start_to_ready(["target/release/pingpong"], env, 3903)
+    ms, rss = start_to_ready([f"{os.environ['BIN']}/pingpong"], env, 3903)
     r.write(f"pp_start_ms\t{ms:.1f}\npp_idle_rss_kib\t{rss}\n")
-    ms, rss = start_to_ready(["target/release/log-output", "reader"], env, 3904)
+    ms, rss = start_to_ready([f"{os.environ['BIN']}/log-output", "reader"], env, 3904)
     r.write(f"reader_start_ms\t{ms:.1f}\nreader_idle_rss_kib\t{rss}\n")
-w = subprocess.Popen(["target/release/log-output", "writer"], env={**os.environ, **env, "RUST_LOG": "warn"})
+w = subprocess.Popen([f"{os.environ['BIN']}/log-output", "writer"], env={**os.environ, **env, "RUST_LOG": "warn"})
 time.sleep(1)
 rss = int([l.split()[1] for l in open(f"/proc/{w.pid}/status") if l.startswith("VmRSS")][0])
 w.terminate(); w.wait()
@@ -165,11 +167,11 @@ with open(results, "a") as r:
     r.write(f"writer_idle_rss_kib\t{rss}\n")
 PY
 
-step "image sizes (k3d/build-images.sh with podman)"
+step "image sizes (k3d/build-images.sh --host with podman)"
 export CONTAINERS_CONF=$PWD/podman/containers.conf
 while read -r image; do
   record "image_bytes_${image%%:*}" "$(podman image inspect --format '{{.Size}}' "$image")"
-done < <(CONTAINER_ENGINE=podman k3d/build-images.sh)
+done < <(CONTAINER_ENGINE=podman k3d/build-images.sh --host)
 
 step "writing docs/benchmarks.md and docs/throughput.svg"
 python3 bench/report.py "$results" docs/benchmarks.md docs/throughput.svg
