@@ -22,5 +22,10 @@ pub mod record;
 mod writer;
 
 pub use error::CounterError;
+
+/// Where the counter lives unless `COUNTER_FILE` says otherwise: relative, so
+/// a local run shares `./files/` and a container its volume at
+/// `/usr/src/app/files` (the images' working directory is `/usr/src/app`).
+pub const DEFAULT_PATH: &str = "files/pingpong_counter.txt";
 pub use file::CounterFile;
 pub use writer::CounterWriter;

@@ -91,7 +91,7 @@ impl Command {
         match first.as_deref() {
             Some("writer") => Ok(Self::Writer(WriterConfig {
                 log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
-                counter_file: path_or("COUNTER_FILE", "files/pingpong_counter.txt")?,
+                counter_file: path_or("COUNTER_FILE", counter::DEFAULT_PATH)?,
                 interval: interval()?,
                 heartbeat: optional_path("HEARTBEAT_FILE")?,
             })),

@@ -26,10 +26,10 @@ pub enum Error {
     #[error(transparent)]
     Counter(#[from] CounterError),
     /// `tail` out of range.
-    #[error("tail must be a whole number from 1 to {max}, got {got}")]
+    #[error("tail must be a whole number from 1 to {max}, got {got:?}")]
     BadTail {
         /// What was asked.
-        got: usize,
+        got: String,
         /// The largest allowed.
         max: usize,
     },

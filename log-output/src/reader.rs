@@ -74,18 +74,23 @@ async fn latest(State(state): State<ReaderState>) -> Result<String, Error> {
     entries.last().map(ToString::to_string).ok_or_else(|| Error::NoEntryYet(state.log.path().to_path_buf()))
 }
 
+/// Taken as text and parsed here, so that `tail=abc` gets the same sentence as
+/// `tail=0`, not the query extractor's own words.
 #[derive(Debug, Deserialize)]
 struct TailQuery {
-    tail: Option<usize>,
+    tail: Option<String>,
 }
 
 /// `GET /log?tail=N`: the last N entries, oldest first (default
 /// [`DEFAULT_TAIL`], at most [`MAX_TAIL`]).
 async fn log(State(state): State<ReaderState>, Query(query): Query<TailQuery>) -> Result<String, Error> {
-    let n = query.tail.unwrap_or(DEFAULT_TAIL);
-    if !(1..=MAX_TAIL).contains(&n) {
-        return Err(Error::BadTail { got: n, max: MAX_TAIL });
-    }
+    let n = match query.tail {
+        None => DEFAULT_TAIL,
+        Some(text) => match text.parse() {
+            Ok(n) if (1..=MAX_TAIL).contains(&n) => n,
+            _ => return Err(Error::BadTail { got: text, max: MAX_TAIL }),
+        },
+    };
     Ok(state.tail(n).await?.iter().map(ToString::to_string).collect())
 }
 

@@ -31,12 +31,6 @@ impl Writer {
         Self { log, counter, id: Uuid::new_v4() }
     }
 
-    /// This writer's id, the same in every entry it writes.
-    #[must_use]
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
-
     /// Reads the count and appends one entry (blocking). A corrupt or
     /// unreadable counter skips the entry rather than invent a count.
     ///

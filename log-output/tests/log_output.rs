@@ -153,8 +153,11 @@ async fn a_corrupt_counter_skips_entries_instead_of_inventing_a_count() {
 async fn tail_outside_its_range_is_a_clear_400() {
     let volume = Volume::new();
     let reader = volume.reader();
-    for query in ["tail=0", "tail=1001", "tail=abc", "tail=-1"] {
-        assert_eq!(get(&reader.url(&format!("/log?{query}"))).await.0, 400, "{query}");
+    for query in ["tail=0", "tail=1001", "tail=abc", "tail=-1", "tail="] {
+        let (status, body) = get(&reader.url(&format!("/log?{query}"))).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(body.starts_with("tail must be a whole number from 1 to 1000, got"), "{query}: one voice: {body}");
+        assert_eq!(body.lines().count(), 1, "{query}: one line: {body}");
     }
     assert_eq!(get(&reader.url("/readyz")).await.0, 503, "no log yet");
     assert_eq!(get(&reader.url("/nope")).await.0, 404);
@@ -203,15 +206,18 @@ async fn sigterm_stops_writer_and_reader_with_exit_0() {
     assert!(log.ends_with('\n') && !entries(&log).is_empty(), "the last append was finished");
 }
 
+/// The writer's exec liveness probe: passes while the loop turns, fails once
+/// it has stalled (the process alive but stopped), and passes again when it
+/// turns again.
 #[tokio::test]
-async fn the_alive_probe_passes_while_the_writer_loop_turns() {
+async fn the_alive_probe_passes_while_the_writer_loop_turns_and_fails_once_it_stalls() {
     let volume = Volume::new();
     let heartbeat = volume.log.with_file_name("heartbeat");
     let beat = heartbeat.to_str().unwrap();
     let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
     assert!(!status.success() && stderr.contains("no heartbeat"), "{stderr}");
     let interval = PathBuf::from("20");
-    let _writer = Service::start(
+    let writer = Service::start(
         BIN,
         &["writer"],
         &[("LOG_FILE", &volume.log), ("WRITE_INTERVAL_MS", &interval), ("HEARTBEAT_FILE", &heartbeat)],
@@ -220,4 +226,26 @@ async fn the_alive_probe_passes_while_the_writer_loop_turns() {
     eventually("the first heartbeat", || async { heartbeat.exists().then_some(()) }).await;
     let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
     assert!(status.success(), "{stderr}");
+
+    // Stall the loop (SIGSTOP: the process lives, the loop does not turn),
+    // and let a minute pass for the heartbeat: its time is set back, as
+    // waiting would, so that the probe's limit (at least 10 s) is passed.
+    writer.signal(Signal::SIGSTOP);
+    // The signal is delivered asynchronously: wait until the process is stopped.
+    let stat = format!("/proc/{}/stat", writer.pid());
+    eventually("the writer to be stopped", || async {
+        let text = fs::read_to_string(&stat).ok()?;
+        (text.rsplit(") ").next()?.starts_with('T')).then_some(())
+    })
+    .await;
+    let a_minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
+    fs::File::options().write(true).open(&heartbeat).unwrap().set_modified(a_minute_ago).unwrap();
+    let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
+    assert!(!status.success() && stderr.contains("last turned"), "a stalled loop fails the probe: {stderr}");
+
+    writer.signal(Signal::SIGCONT);
+    eventually("the loop to turn again", || async {
+        run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]).0.success().then_some(())
+    })
+    .await;
 }

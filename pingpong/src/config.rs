@@ -22,7 +22,7 @@ impl Config {
     pub fn from_env() -> Result<Self, EnvError> {
         Ok(Self {
             port: parsed_or("PORT", 3000, "a port number from 0 to 65535")?,
-            counter_file: path_or("COUNTER_FILE", "files/pingpong_counter.txt")?,
+            counter_file: path_or("COUNTER_FILE", counter::DEFAULT_PATH)?,
         })
     }
 }
