@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use counter::CounterError;
 
+use crate::log_file::LogError;
+
 /// Everything the writer or the reader can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -13,15 +15,8 @@ pub enum Error {
     #[error("no log entry yet: {} holds none; the writer adds one at start-up", .0.display())]
     NoEntryYet(PathBuf),
     /// The log could not be read or written.
-    #[error("log file {}: could not {op}: {cause}", .path.display())]
-    Log {
-        /// The log file.
-        path: PathBuf,
-        /// What we were doing.
-        op: &'static str,
-        /// The system's error.
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// The counter file is corrupt or unreadable: the entry is skipped.
     #[error(transparent)]
     Counter(#[from] CounterError),
@@ -43,7 +38,7 @@ impl IntoResponse for Error {
         let status = match &self {
             Self::BadTail { .. } => StatusCode::BAD_REQUEST,
             Self::NoEntryYet(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Log { .. } | Self::Counter(_) | Self::TaskFailed(_) => {
+            Self::Log(_) | Self::Counter(_) | Self::TaskFailed(_) => {
                 tracing::error!(cause = %self, "request failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }

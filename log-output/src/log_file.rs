@@ -23,6 +23,25 @@ pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 /// is about 80 bytes. The piece is doubled until it holds the entries.
 const READ_PER_ENTRY: u64 = 128;
 
+/// A failed system call on the log, with the file and what was being done:
+/// the one message the writer logs and the reader answers.
+#[derive(Debug, thiserror::Error)]
+#[error("log file {}: could not {op}: {cause}", .path.display())]
+pub struct LogError {
+    /// The file the call was about (the log, its rotated copy, its lock, its directory).
+    pub path: PathBuf,
+    /// What was being done, as a verb phrase.
+    pub op: &'static str,
+    /// The system's error.
+    pub cause: io::Error,
+}
+
+/// Adds the file and the operation to an `io::Error`.
+fn at(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> LogError {
+    let path = path.to_path_buf();
+    move |cause| LogError { path, op, cause }
+}
+
 /// The log's two files and its size limit.
 #[derive(Debug, Clone)]
 pub struct LogFile {
@@ -55,13 +74,22 @@ impl LogFile {
     ///
     /// # Errors
     /// The directory or file cannot be created or opened for appending.
-    pub fn ensure_writable(&self) -> io::Result<()> {
-        fs::create_dir_all(self.dir())?;
+    pub fn ensure_writable(&self) -> Result<(), LogError> {
+        fs::create_dir_all(self.dir()).map_err(at(&self.path, "create its directory"))?;
         self.open_for_append().map(drop)
     }
 
-    fn open_for_append(&self) -> io::Result<File> {
-        OpenOptions::new().read(true).append(true).create(true).open(&self.path)
+    fn open_for_append(&self) -> Result<File, LogError> {
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(at(&self.path, "open it for appending"))
+    }
+
+    fn sync_dir(&self) -> Result<(), LogError> {
+        File::open(self.dir()).and_then(|dir| dir.sync_all()).map_err(at(self.dir(), "fsync the log's directory"))
     }
 
     /// Appends one entry durably (written in one call, then fsync'd),
@@ -71,23 +99,28 @@ impl LogFile {
     /// # Errors
     /// Any failed system call; an entry that failed may be partly written,
     /// which readers skip and the next append repairs.
-    pub fn append(&self, entry: &Entry) -> io::Result<()> {
+    pub fn append(&self, entry: &Entry) -> Result<(), LogError> {
         // Two writers overlap during a rolling update; the lock (on a stable
         // file, as the log itself is renamed) keeps them from rotating twice
         // and so dropping the previous `LOG_FILE.1`. Released when closed.
-        let lock = OpenOptions::new().write(true).create(true).truncate(false).open(&self.lock)?;
-        lock.lock()?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.lock)
+            .map_err(at(&self.lock, "open the lock file"))?;
+        lock.lock().map_err(at(&self.lock, "lock the lock file"))?;
         let text = entry.to_string();
         let mut file = self.open_for_append()?;
-        let mut len = file.metadata()?.len();
+        let mut len = file.metadata().map_err(at(&self.path, "inspect it"))?.len();
         if len > 0 && len + text.len() as u64 > self.max_bytes {
-            fs::rename(&self.path, &self.rotated)?;
-            File::open(self.dir())?.sync_all()?;
+            fs::rename(&self.path, &self.rotated).map_err(at(&self.path, "rotate it (rename it to LOG_FILE.1)"))?;
+            self.sync_dir()?;
             file = self.open_for_append()?;
-            len = file.metadata()?.len();
+            len = file.metadata().map_err(at(&self.path, "inspect it"))?.len();
         }
         let mut buf = Vec::with_capacity(text.len() + 1);
-        if len > 0 && !ends_with_newline(&file, len)? {
+        if len > 0 && !ends_with_newline(&file, len).map_err(at(&self.path, "read its last byte"))? {
             // A torn entry from a crash: end its line so the new entry starts
             // on a line of its own. The torn line stays (nothing is erased);
             // readers skip it.
@@ -95,11 +128,11 @@ impl LogFile {
             buf.push(b'\n');
         }
         buf.extend_from_slice(text.as_bytes());
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        file.write_all(&buf).map_err(at(&self.path, "append an entry"))?;
+        file.sync_data().map_err(at(&self.path, "fsync it"))?;
         if len == 0 {
             // A new file: make its name durable too.
-            File::open(self.dir())?.sync_all()?;
+            self.sync_dir()?;
         }
         Ok(())
     }
@@ -109,10 +142,10 @@ impl LogFile {
     ///
     /// # Errors
     /// A file exists but cannot be read. Missing files hold no entries.
-    pub fn tail(&self, n: usize) -> io::Result<Vec<Entry>> {
-        let mut entries = last_entries(&self.path, n)?;
+    pub fn tail(&self, n: usize) -> Result<Vec<Entry>, LogError> {
+        let mut entries = last_entries(&self.path, n).map_err(at(&self.path, "read it"))?;
         if entries.len() < n {
-            let mut older = last_entries(&self.rotated, n - entries.len())?;
+            let mut older = last_entries(&self.rotated, n - entries.len()).map_err(at(&self.rotated, "read it"))?;
             older.append(&mut entries);
             entries = older;
         }
@@ -124,12 +157,12 @@ impl LogFile {
     ///
     /// # Errors
     /// A file exists but cannot be opened.
-    pub fn exists_readable(&self) -> io::Result<bool> {
+    pub fn exists_readable(&self) -> Result<bool, LogError> {
         for path in [&self.path, &self.rotated] {
             match File::open(path) {
                 Ok(_) => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(at(path, "open it")(e)),
             }
         }
         Ok(false)

@@ -20,8 +20,7 @@ async fn start() -> anyhow::Result<()> {
     match Command::parse(std::env::args().skip(1))? {
         Command::Writer(config) => {
             let log = LogFile::new(&config.log_file, DEFAULT_MAX_BYTES);
-            log.ensure_writable()
-                .with_context(|| format!("cannot write the log file {}", config.log_file.display()))?;
+            log.ensure_writable()?;
             Writer::new(log, CounterFile::new(&config.counter_file))
                 .run_until_stopped(config.interval, config.heartbeat, shutdown_signal())
                 .await;

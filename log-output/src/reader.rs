@@ -36,11 +36,9 @@ impl ReaderState {
 
     async fn tail(&self, n: usize) -> Result<Vec<Entry>, Error> {
         let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || {
-            log.tail(n).map_err(|cause| Error::Log { path: log.path().to_path_buf(), op: "read it", cause })
-        })
-        .await
-        .map_err(|_| Error::TaskFailed("read"))?
+        tokio::task::spawn_blocking(move || log.tail(n).map_err(Error::from))
+            .await
+            .map_err(|_| Error::TaskFailed("read"))?
     }
 }
 
@@ -107,9 +105,7 @@ async fn readyz(State(state): State<ReaderState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: log file {} does not exist yet\n", state.log.path().display()),
         ),
-        Ok(Err(e)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: log file {}: {e}\n", state.log.path().display()))
-        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check failed\n".to_owned()),
     }
 }

@@ -38,11 +38,7 @@ impl Writer {
     /// [`Error::Counter`] (entry skipped) or [`Error::Log`] (append failed).
     pub fn append_entry_once(&self) -> Result<Entry, Error> {
         let entry = Entry::now(self.id, self.counter.read()?);
-        self.log.append(&entry).map_err(|cause| Error::Log {
-            path: self.log.path().to_path_buf(),
-            op: "append an entry",
-            cause,
-        })?;
+        self.log.append(&entry)?;
         Ok(entry)
     }
 
