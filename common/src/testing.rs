@@ -24,6 +24,29 @@ pub struct Service {
 }
 
 impl Service {
+    /// Starts `bin` with `args` and `env` under strace, which injects `inject`
+    /// (e.g. `inject=fdatasync:error=EIO:when=1`) into the system calls that
+    /// touch `path`: strace follows descriptors back to their paths, and for
+    /// `rename` matches the first path. strace counts `when=` per thread.
+    ///
+    /// # Panics
+    /// As [`Service::start`]; strace must be installed.
+    #[must_use]
+    pub fn start_under_strace(
+        bin: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        path: &Path,
+        inject: &str,
+        http: bool,
+    ) -> Self {
+        let bin = bin.as_ref().to_str().expect("a UTF-8 path");
+        let path = path.to_str().expect("a UTF-8 path");
+        let mut all = vec!["-f", "-qq", "-o", "/dev/null", "-P", path, "-e", inject, "--", bin];
+        all.extend_from_slice(args);
+        Self::start("strace", &all, env, http)
+    }
+
     /// Starts `bin` with `args` and `env` (on top of `PORT=0`, `RUST_LOG=info`)
     /// and, for an HTTP service, waits until it logs its address.
     ///
@@ -161,4 +184,33 @@ where
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `GET url`: the status and the body.
+///
+/// # Errors
+/// The request got no answer (refused, reset).
+pub async fn try_get(url: &str) -> Result<(u16, String), reqwest::Error> {
+    let response = reqwest::get(url).await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+/// `GET url`: the status and the body.
+///
+/// # Panics
+/// The request got no answer.
+pub async fn get(url: &str) -> (u16, String) {
+    try_get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// What a bad setting must do at start-up: fail, with one line on stderr that
+/// mentions `mentions`, and no panic.
+///
+/// # Panics
+/// When it did not.
+pub fn assert_one_clear_line(status: ExitStatus, stderr: &str, mentions: &str) {
+    assert!(!status.success(), "start-up should fail: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(mentions), "mentions {mentions}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

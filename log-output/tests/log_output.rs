@@ -6,7 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::testing::{Service, Signal, eventually, run_to_exit};
+use common::testing::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_log-output");
@@ -42,11 +42,6 @@ impl Volume {
         fs::create_dir_all(self.counter.parent().unwrap()).unwrap();
         fs::write(&self.counter, count).unwrap();
     }
-}
-
-async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
 }
 
 /// Checks the two-line format by hand (not with the crate's own parser) and
@@ -184,10 +179,7 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
     ];
     for (args, env, mentions) in cases {
         let (status, stderr) = run_to_exit(BIN, args, &env);
-        assert!(!status.success(), "{args:?} {env:?} should fail");
-        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-        assert!(stderr.contains(mentions), "mentions {mentions}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_one_clear_line(status, &stderr, mentions);
     }
 }
 

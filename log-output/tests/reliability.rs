@@ -21,14 +21,9 @@ async fn injected_enospc_and_eio_on_the_log_skip_one_entry_and_tear_none() {
         let counter = dir.path().join("pingpong_counter.txt");
         fs::write(&counter, "7").unwrap();
         let inject = format!("inject={syscall}:error={errno}:when=2");
-        let args = ["-f", "-qq", "-o", "/dev/null", "-P", log.to_str().unwrap(), "-e", &inject, "--", BIN, "writer"];
         let interval = PathBuf::from("20");
-        let writer = Service::start(
-            "strace",
-            &args,
-            &[("LOG_FILE", &log), ("COUNTER_FILE", &counter), ("WRITE_INTERVAL_MS", &interval)],
-            false,
-        );
+        let env = [("LOG_FILE", log.as_path()), ("COUNTER_FILE", &counter), ("WRITE_INTERVAL_MS", &interval)];
+        let writer = Service::start_under_strace(BIN, &["writer"], &env, &log, &inject, false);
         let case = format!("{errno} on {syscall} of the log");
         eventually(&format!("{case}: three entries after the failure"), || async {
             let text = fs::read(&log).ok()?;
@@ -59,9 +54,9 @@ async fn a_failed_rotation_loses_nothing_and_the_next_one_succeeds() {
             .repeat(log_output::log_file::DEFAULT_MAX_BYTES as usize / 80);
         fs::write(&log, &old).unwrap();
         let inject = format!("inject=rename:error={errno}:when=1");
-        let args = ["-f", "-qq", "-o", "/dev/null", "-P", log.to_str().unwrap(), "-e", &inject, "--", BIN, "writer"];
         let interval = PathBuf::from("20");
-        let writer = Service::start("strace", &args, &[("LOG_FILE", &log), ("WRITE_INTERVAL_MS", &interval)], false);
+        let env = [("LOG_FILE", log.as_path()), ("WRITE_INTERVAL_MS", &interval)];
+        let writer = Service::start_under_strace(BIN, &["writer"], &env, &log, &inject, false);
         let case = format!("{errno} on the rotation's rename");
         eventually(&format!("{case}: an entry in the new log"), || async {
             let text = fs::read(&log).ok()?;

@@ -5,15 +5,10 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-use common::testing::{Service, Signal, eventually, run_to_exit};
+use common::testing::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 use support::{BIN, Volume};
 
 mod support;
-
-async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
 
 async fn ping(service: &Service) -> String {
     let (status, body) = get(&service.url("/pingpong")).await;
@@ -108,13 +103,6 @@ async fn a_counter_path_that_is_a_directory_is_refused_and_left_alone() {
     assert_eq!(status, 503);
     assert!(body.contains("is a directory"), "{body}");
     assert!(volume.counter.is_dir());
-}
-
-fn assert_one_clear_line(status: std::process::ExitStatus, stderr: &str, mentions: &str) {
-    assert!(!status.success(), "start-up should fail");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(mentions), "mentions {mentions}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

@@ -7,15 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use common::testing::eventually;
+use common::testing::{eventually, try_get as get};
 use support::Volume;
 
 mod support;
-
-async fn get(url: &str) -> Result<(u16, String), reqwest::Error> {
-    let response = reqwest::get(url).await?;
-    Ok((response.status().as_u16(), response.text().await?))
-}
 
 /// The counter file before the first ping of a case: the canonical record of 1
 /// (the increment overwrites it in place) or a hand-written `1` (the increment

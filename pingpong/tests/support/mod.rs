@@ -33,13 +33,9 @@ impl Volume {
         Service::start(BIN, &[], &[("COUNTER_FILE", &self.counter)], true)
     }
 
-    /// pingpong under strace, which injects `inject` into the syscalls that
-    /// touch `path` (strace follows descriptors back to their paths; for
-    /// `rename` it matches the first path, the temp file).
+    /// pingpong under strace, injecting `inject` into the calls on `path`.
     pub fn start_under_strace(&self, path: &Path, inject: &str) -> Service {
-        let path = path.to_str().unwrap();
-        let args = ["-f", "-qq", "-o", "/dev/null", "-P", path, "-e", inject, "--", BIN];
-        Service::start("strace", &args, &[("COUNTER_FILE", &self.counter)], true)
+        Service::start_under_strace(BIN, &[], &[("COUNTER_FILE", &self.counter)], path, inject, true)
     }
 
     pub fn on_disk(&self) -> String {
