@@ -4,7 +4,7 @@ use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::env::{EnvError, parsed_or, path_or};
+use service_kit::env::{EnvError, parsed_or, path_or};
 
 /// The usage line printed for a missing or unknown subcommand.
 pub const USAGE: &str = "usage: log-output <writer|reader|alive>";

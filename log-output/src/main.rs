@@ -3,17 +3,17 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use common::shutdown::shutdown_signal;
 use counter::CounterFile;
 use log_output::config::Command;
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
 use log_output::{ReaderState, Writer};
+use service_kit::shutdown::shutdown_signal;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init();
-    common::startup::exit_code("log-output", start().await)
+    service_kit::telemetry::init();
+    service_kit::startup::exit_code("log-output", start().await)
 }
 
 async fn start() -> anyhow::Result<()> {

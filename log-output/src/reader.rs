@@ -10,7 +10,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::entry::Entry;
 use crate::error::Error;
@@ -44,14 +43,8 @@ impl ReaderState {
 
 /// The reader's routes, without a socket.
 pub fn app(state: ReaderState) -> Router {
-    Router::new()
-        .route("/", get(latest))
-        .route("/log", get(log))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(not_found)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    let own = Router::new().route("/", get(latest)).route("/log", get(log)).route("/readyz", get(readyz));
+    service_kit::routes::around(own, "/, /log?tail=N, /healthz or /readyz").with_state(state)
 }
 
 /// Serves [`app`] until `shutdown` completes, then finishes requests in flight.
@@ -63,7 +56,7 @@ pub async fn run(
     state: ReaderState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    common::serve::serve(listener, app(state), shutdown).await
+    service_kit::serve::serve(listener, app(state), shutdown).await
 }
 
 /// `GET /`: the latest complete entry, its two lines.
@@ -92,10 +85,6 @@ async fn log(State(state): State<ReaderState>, Query(query): Query<TailQuery>) -
     Ok(state.tail(n).await?.iter().map(ToString::to_string).collect())
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
 /// `GET /readyz`: ready when the log exists and can be read.
 async fn readyz(State(state): State<ReaderState>) -> impl IntoResponse {
     let log = Arc::clone(&state.log);
@@ -108,8 +97,4 @@ async fn readyz(State(state): State<ReaderState>) -> impl IntoResponse {
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check failed\n".to_owned()),
     }
-}
-
-async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "not found: try GET /, /log?tail=N, /healthz or /readyz\n")
 }

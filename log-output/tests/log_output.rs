@@ -6,8 +6,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::testing::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 use tempfile::TempDir;
+use testkit::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_log-output");
 

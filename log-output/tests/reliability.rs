@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::PathBuf;
 
-use common::testing::{Service, eventually};
 use log_output::entry::last_complete_entries;
+use testkit::{Service, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_log-output");
 

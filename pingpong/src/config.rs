@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use common::env::{EnvError, parsed_or, path_or};
+use service_kit::env::{EnvError, parsed_or, path_or};
 
 /// Everything pingpong can be told.
 #[derive(Debug, Clone)]

@@ -13,7 +13,6 @@ use axum::Router;
 use axum::routing::get;
 use counter::{CounterError, CounterFile, CounterWriter};
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 pub use crate::commit::{CommitError, Committer};
 pub use crate::config::Config;
@@ -58,14 +57,11 @@ pub enum StartError {
 
 /// The routes, without a socket (tests drive it with `oneshot`).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let own = Router::new()
         .route("/pingpong", get(routes::pingpong))
         .route("/pings", get(routes::pings))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .fallback(routes::not_found)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .route("/readyz", get(routes::readyz));
+    service_kit::routes::around(own, "/pingpong, /pings, /healthz or /readyz").with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes the
@@ -80,7 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let committer = state.committer.clone();
-    let served = common::serve::serve(listener, app(state), shutdown).await;
+    let served = service_kit::serve::serve(listener, app(state), shutdown).await;
     if tokio::task::spawn_blocking(move || committer.stop()).await.is_err() {
         tracing::error!("stopping the commit thread panicked");
     }

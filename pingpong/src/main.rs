@@ -3,14 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use common::shutdown::shutdown_signal;
 use pingpong::{AppState, Config};
+use service_kit::shutdown::shutdown_signal;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init();
-    common::startup::exit_code("pingpong", start().await)
+    service_kit::telemetry::init();
+    service_kit::startup::exit_code("pingpong", start().await)
 }
 
 async fn start() -> anyhow::Result<()> {

@@ -20,11 +20,6 @@ pub async fn pings(State(state): State<AppState>) -> Result<String, Error> {
     Ok(state.committer.count().await?.to_string())
 }
 
-/// `GET /healthz`: liveness; the process answers, so it lives.
-pub async fn healthz() -> &'static str {
-    "ok"
-}
-
 /// `GET /readyz`: ready when the counter file is valid and its directory
 /// writable; otherwise 503 with the reason, so Kubernetes stops routing here.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -35,9 +30,4 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check panicked\n".to_owned()),
     }
-}
-
-/// Any other path: 404 with a hint.
-pub async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "not found: try GET /pingpong, /pings, /healthz or /readyz\n")
 }

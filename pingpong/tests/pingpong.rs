@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-use common::testing::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 use support::{BIN, Volume};
+use testkit::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 
 mod support;
 

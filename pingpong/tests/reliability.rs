@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use common::testing::{eventually, try_get as get};
 use support::Volume;
+use testkit::{eventually, try_get as get};
 
 mod support;
 

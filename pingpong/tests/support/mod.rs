@@ -6,8 +6,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::testing::Service;
 use tempfile::TempDir;
+use testkit::Service;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pingpong");
 
@@ -74,8 +74,8 @@ pub async fn pings_under_a_flood_of_reads(reader: &Service, pinger: &Service, fi
         }
     };
     // Starved means no progress: all of them within the tests' one deadline.
-    tokio::time::timeout(common::testing::DEADLINE, pings).await.unwrap_or_else(|_| {
-        panic!("{PINGS} pings were not answered within {:?}: starved by the reads", common::testing::DEADLINE)
+    tokio::time::timeout(testkit::DEADLINE, pings).await.unwrap_or_else(|_| {
+        panic!("{PINGS} pings were not answered within {:?}: starved by the reads", testkit::DEADLINE)
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut reads = 0;

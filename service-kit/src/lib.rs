@@ -1,0 +1,11 @@
+//! The HTTP service kit pingpong and the log-output reader are built on (the
+//! counter file is the `counter` crate's): serving with timeouts and graceful
+//! shutdown, the routes every service has, the shutdown signal, the one-line
+//! start-up error, telemetry and typed environment parsing.
+
+pub mod env;
+pub mod routes;
+pub mod serve;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
