@@ -3,6 +3,7 @@
 //! shutdown, the routes every service has, the shutdown signal, the one-line
 //! start-up error, telemetry and typed environment parsing.
 
+pub mod drain;
 pub mod env;
 pub mod routes;
 pub mod serve;

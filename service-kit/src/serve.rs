@@ -10,20 +10,16 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+
+use crate::drain::Drain;
 
 /// How long a client may take to send a request's headers (also the idle
 /// limit of a kept-alive connection between requests).
@@ -38,62 +34,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// that start in this time are answered 503 without being handled.
 pub const FLUSH: Duration = Duration::from_millis(100);
 
-/// Counts the requests being handled, and wakes a waiter when none is. Once
-/// closed (with none in flight), it lets no request in: a handler either
-/// runs to its answer or never starts.
-#[derive(Debug, Clone, Default)]
-struct InFlight(Arc<(Mutex<Gate>, Notify)>);
-
-#[derive(Debug, Default)]
-struct Gate {
-    handling: usize,
-    closed: bool,
-}
-
-struct Handling(InFlight);
-
-impl InFlight {
-    fn gate(&self) -> MutexGuard<'_, Gate> {
-        self.0.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn enter(&self) -> Option<Handling> {
-        let mut gate = self.gate();
-        if gate.closed {
-            return None;
-        }
-        gate.handling += 1;
-        Some(Handling(self.clone()))
-    }
-
-    /// Waits until no request is being handled, then closes the gate.
-    async fn close_when_idle(&self) {
-        loop {
-            let notified = self.0.1.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut gate = self.gate();
-                if gate.handling == 0 {
-                    gate.closed = true;
-                    return;
-                }
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for Handling {
-    fn drop(&mut self) {
-        let mut gate = self.0.gate();
-        gate.handling -= 1;
-        if gate.handling == 0 {
-            self.0.0.1.notify_waiters();
-        }
-    }
-}
-
 /// Accepts connections until `shutdown` completes, then stops accepting,
 /// lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
 ///
@@ -105,20 +45,8 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
-    let in_flight = InFlight::default();
-    let counted = in_flight.clone();
-    let app = app.layer(middleware::from_fn(move |request: Request, next: Next| {
-        let handling = counted.enter();
-        async move {
-            let Some(handling) = handling else {
-                return shutting_down();
-            };
-            let response = next.run(request).await;
-            drop(handling);
-            response
-        }
-    }));
-    let service = TowerToHyperService::new(app);
+    let drain = Drain::default();
+    let service = TowerToHyperService::new(drain.guard(app));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -143,7 +71,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     }
     drop(listener);
     let drained = async {
-        in_flight.close_when_idle().await;
+        drain.close_when_idle().await;
         tokio::time::sleep(FLUSH).await;
     };
     tokio::select! {
@@ -152,8 +80,4 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them"),
     }
     Ok(())
-}
-
-fn shutting_down() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
 }
