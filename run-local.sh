@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 
 PINGPONG_PORT=${PINGPONG_PORT:-3000}
 READER_PORT=${READER_PORT:-8080}
+WRITER_METRICS_PORT=${WRITER_METRICS_PORT:-9090}
 export COUNTER_FILE=${COUNTER_FILE:-files/pingpong_counter.txt}
 export LOG_FILE=${LOG_FILE:-files/output.log}
 
@@ -27,12 +28,13 @@ stop() {
 trap stop INT TERM EXIT
 
 PORT=$PINGPONG_PORT "$bin/pingpong" & pids+=($!)
-"$bin/log-output" writer & pids+=($!)
+METRICS_PORT=$WRITER_METRICS_PORT "$bin/log-output" writer & pids+=($!)
 PORT=$READER_PORT "$bin/log-output" reader & pids+=($!)
 
-# Wait (with a deadline of 10 s) until both HTTP services answer; a process
-# that could not start (port taken, say) has printed why: stop the others.
-for url in "http://127.0.0.1:$PINGPONG_PORT/readyz" "http://127.0.0.1:$READER_PORT/readyz"; do
+# Wait (with a deadline of 10 s) until all three answer; a process that could
+# not start (port taken, say) has printed why: stop the others.
+for url in "http://127.0.0.1:$PINGPONG_PORT/readyz" "http://127.0.0.1:$READER_PORT/readyz" \
+  "http://127.0.0.1:$WRITER_METRICS_PORT/healthz"; do
   ok=no
   for _ in $(seq 100); do
     if curl -fs "$url" >/dev/null 2>&1; then ok=yes; break; fi
@@ -51,6 +53,9 @@ cat <<MSG
     curl localhost:$PINGPONG_PORT/pings         # the count, without counting
     curl localhost:$READER_PORT/                # latest log entry
     curl 'localhost:$READER_PORT/log?tail=5'    # last five entries
+    curl localhost:$PINGPONG_PORT/metrics       # Prometheus metrics: pingpong,
+    curl localhost:$WRITER_METRICS_PORT/metrics       #   the writer,
+    curl localhost:$READER_PORT/metrics         #   the reader
     Ctrl-C stops all three.
 
 MSG

@@ -14,6 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::time::{Duration, Instant};
 
 use crate::error::CounterError;
 use crate::file::{CounterFile, MAX_LEN, Opened, open_lock_file};
@@ -28,6 +29,7 @@ pub struct CounterWriter {
     lock: File,
     dir: File,
     current: Option<Opened>,
+    last_flush: Duration,
 }
 
 impl CounterWriter {
@@ -39,7 +41,7 @@ impl CounterWriter {
         std::fs::create_dir_all(&file.dir).map_err(CounterError::io(&file.path, "create its directory"))?;
         let lock = open_lock_file(&file.lock_path)?;
         let dir = File::open(&file.dir).map_err(CounterError::io(&file.path, "open its directory"))?;
-        Ok(Self { file, lock, dir, current: None })
+        Ok(Self { file, lock, dir, current: None, last_flush: Duration::ZERO })
     }
 
     /// Adds `n` to the count durably and returns the count before: the caller
@@ -53,6 +55,14 @@ impl CounterWriter {
     /// or rename failed.
     pub fn increment_by(&mut self, n: u64) -> Result<u64, CounterError> {
         self.locked(false, |writer| writer.increment_locked(n))
+    }
+
+    /// The time the last successful increment spent waiting for the disk
+    /// (`fdatasync`, and for a replacement also the directory's `fsync`):
+    /// the floor under every increment's cost.
+    #[must_use]
+    pub fn last_flush(&self) -> Duration {
+        self.last_flush
     }
 
     /// Reads the count under the lock, shared, with this writer's open files:
@@ -113,22 +123,29 @@ impl CounterWriter {
             path: self.file.path.clone(),
             reason: format!("adding {n} to {old} would pass the largest count"),
         })?;
-        match (&self.current, canonical) {
+        self.last_flush = match (&self.current, canonical) {
             (Some(current), true) => self.overwrite(&current.file, old, new)?,
             _ => self.replace(old, new)?,
-        }
+        };
         Ok(old)
     }
 
-    /// Step 3, in place: one `pwrite` of the whole record, one `fdatasync`.
-    fn overwrite(&self, file: &File, old: u64, new: u64) -> Result<(), CounterError> {
+    /// Step 3, in place: one `pwrite` of the whole record, one `fdatasync`
+    /// (whose duration it returns).
+    fn overwrite(&self, file: &File, old: u64, new: u64) -> Result<Duration, CounterError> {
         let path = &self.file.path;
+        let mut flushed = Duration::ZERO;
         let written = file
             .write_all_at(&record::format(new), 0)
             .map_err(CounterError::io(path, "write it in place"))
             // A failed flush is final: the page may be marked clean after a
             // writeback error, so a retry could report success for lost data.
-            .and_then(|()| file.sync_data().map_err(CounterError::io(path, "fdatasync it")));
+            .and_then(|()| {
+                let started = Instant::now();
+                let synced = file.sync_data().map_err(CounterError::io(path, "fdatasync it"));
+                flushed = started.elapsed();
+                synced
+            });
         if written.is_err() {
             // The page cache may hold the new record: put the old one back so
             // the count stays what was acknowledged. If that fails too, the
@@ -138,12 +155,13 @@ impl CounterWriter {
                 tracing::error!(path = %path.display(), old, new, "could not restore the counter after a failed write; numbers may be skipped");
             }
         }
-        written
+        written.map(|()| flushed)
     }
 
     /// Step 3, by replacement: what turns any valid file (or none) into the
     /// canonical record. The temp file, once renamed, is the open counter file.
-    fn replace(&mut self, old: u64, new: u64) -> Result<(), CounterError> {
+    /// Returns the time spent in the two flushes.
+    fn replace(&mut self, old: u64, new: u64) -> Result<Duration, CounterError> {
         let tmp = &self.file.tmp_path;
         let mut out = OpenOptions::new()
             .read(true)
@@ -153,10 +171,15 @@ impl CounterWriter {
             .open(tmp)
             .map_err(CounterError::io(tmp, "create the temp file"))?;
         out.write_all(&record::format(new)).map_err(CounterError::io(tmp, "write the temp file"))?;
+        let started = Instant::now();
         out.sync_data().map_err(CounterError::io(tmp, "fsync the temp file"))?;
+        let mut flushed = started.elapsed();
         std::fs::rename(tmp, &self.file.path)
             .map_err(CounterError::io(&self.file.path, "rename the temp file over it"))?;
-        if let Err(e) = self.dir.sync_all() {
+        let started = Instant::now();
+        let dir_synced = self.dir.sync_all();
+        flushed += started.elapsed();
+        if let Err(e) = dir_synced {
             // The rename happened but may not survive a power loss, so the
             // pings are refused: put the old count back (in place, the file is
             // now canonical), as `overwrite` does.
@@ -169,7 +192,7 @@ impl CounterWriter {
         }
         let meta = out.metadata().map_err(CounterError::io(&self.file.path, "inspect it"))?;
         self.current = Some(Opened { file: out, id: (meta.dev(), meta.ino()) });
-        Ok(())
+        Ok(flushed)
     }
 }
 

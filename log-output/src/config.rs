@@ -33,6 +33,8 @@ pub struct WriterConfig {
     pub interval: Duration,
     /// `HEARTBEAT_FILE`, unset by default: touched on every turn of the loop.
     pub heartbeat: Option<PathBuf>,
+    /// `METRICS_PORT`, default 9090: where `GET /metrics` is served.
+    pub metrics_port: u16,
 }
 
 /// The liveness check's settings: the writer's own variables.
@@ -94,6 +96,7 @@ impl Command {
                 counter_file: path_or("COUNTER_FILE", counter::DEFAULT_PATH)?,
                 interval: interval()?,
                 heartbeat: optional_path("HEARTBEAT_FILE")?,
+                metrics_port: parsed_or("METRICS_PORT", 9090, "a port number from 0 to 65535")?,
             })),
             Some("alive") => Ok(Self::Alive(AliveConfig {
                 heartbeat: optional_path("HEARTBEAT_FILE")?.ok_or(EnvError {

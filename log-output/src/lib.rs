@@ -6,6 +6,7 @@ pub mod entry;
 pub mod error;
 pub mod heartbeat;
 pub mod log_file;
+pub mod metrics;
 pub mod reader;
 pub mod writer;
 

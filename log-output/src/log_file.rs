@@ -19,6 +19,14 @@ use crate::entry::{Entry, last_complete_entries};
 /// one entry every 5 s; with `LOG_FILE.1` at most 2 MiB are on the volume.
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 
+/// What an append did besides appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Appended {
+    /// The log was rotated to `LOG_FILE.1` first.
+    pub rotated: bool,
+}
+
 /// The first piece read from the end of a file, per entry wanted: an entry
 /// is about 80 bytes. The piece is doubled until it holds the entries.
 const READ_PER_ENTRY: u64 = 128;
@@ -99,7 +107,7 @@ impl LogFile {
     /// # Errors
     /// Any failed system call; an entry that failed may be partly written,
     /// which readers skip and the next append repairs.
-    pub fn append(&self, entry: &Entry) -> Result<(), LogError> {
+    pub fn append(&self, entry: &Entry) -> Result<Appended, LogError> {
         // Two writers overlap during a rolling update; the lock (on a stable
         // file, as the log itself is renamed) keeps them from rotating twice
         // and so dropping the previous `LOG_FILE.1`. Released when closed.
@@ -113,7 +121,8 @@ impl LogFile {
         let text = entry.to_string();
         let mut file = self.open_for_append()?;
         let mut len = file.metadata().map_err(at(&self.path, "inspect it"))?.len();
-        if len > 0 && len + text.len() as u64 > self.max_bytes {
+        let rotated = len > 0 && len + text.len() as u64 > self.max_bytes;
+        if rotated {
             fs::rename(&self.path, &self.rotated).map_err(at(&self.path, "rotate it (rename it to LOG_FILE.1)"))?;
             self.sync_dir()?;
             file = self.open_for_append()?;
@@ -134,7 +143,7 @@ impl LogFile {
             // A new file: make its name durable too.
             self.sync_dir()?;
         }
-        Ok(())
+        Ok(Appended { rotated })
     }
 
     /// The last `n` complete entries, oldest first, reading from the end of
@@ -214,7 +223,7 @@ mod tests {
         assert!(log.tail(3).unwrap().is_empty());
         let written = entries(200);
         for e in &written {
-            log.append(e).unwrap();
+            let _ = log.append(e).unwrap();
         }
         assert_eq!(log.tail(1).unwrap(), written[199..]);
         assert_eq!(log.tail(150).unwrap(), written[50..]);
@@ -226,8 +235,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = LogFile::new(dir.path().join("output.log"), 1000);
         let written = entries(30);
+        let size = || fs::metadata(log.path()).map_or(0, |m| m.len());
         for e in &written {
-            log.append(e).unwrap();
+            let before = size();
+            let appended = log.append(e).unwrap();
+            assert_eq!(appended.rotated, size() < before, "reported as rotated exactly when it was");
         }
         assert!(fs::metadata(log.path()).unwrap().len() <= 1000);
         assert!(fs::metadata(&log.rotated).unwrap().len() <= 1000);
@@ -244,7 +256,7 @@ mod tests {
         let torn = &a.to_string()[..40];
         fs::write(log.path(), format!("{a}{torn}")).unwrap();
         assert_eq!(log.tail(5).unwrap(), vec![a.clone()]);
-        log.append(&b).unwrap();
+        let _ = log.append(&b).unwrap();
         assert_eq!(log.tail(5).unwrap(), vec![a.clone(), b.clone()]);
         assert_eq!(fs::read_to_string(log.path()).unwrap(), format!("{a}{torn}\n{b}"));
     }

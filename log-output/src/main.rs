@@ -3,12 +3,19 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use std::sync::Arc;
+
 use counter::CounterFile;
 use log_output::config::Command;
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
+use log_output::metrics::WriterMetrics;
 use log_output::{ReaderState, Writer};
 use service_kit::shutdown::shutdown_signal;
 use tokio::net::TcpListener;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The writer's metrics prefix.
+const WRITER: &str = "log_output_writer";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,9 +28,14 @@ async fn start() -> anyhow::Result<()> {
         Command::Writer(config) => {
             let log = LogFile::new(&config.log_file, DEFAULT_MAX_BYTES);
             log.ensure_writable()?;
-            Writer::new(log, CounterFile::new(&config.counter_file))
-                .run_until_stopped(config.interval, config.heartbeat, shutdown_signal())
-                .await;
+            let listener = TcpListener::bind(("0.0.0.0", config.metrics_port))
+                .await
+                .with_context(|| format!("cannot listen on METRICS_PORT {}", config.metrics_port))?;
+            let mut registry = service_kit::metrics::registry(WRITER, VERSION);
+            let metrics = WriterMetrics::register(registry.sub_registry_with_prefix(WRITER));
+            Writer::new(log, CounterFile::new(&config.counter_file), metrics)
+                .run_serving_metrics(listener, Arc::new(registry), &config, shutdown_signal())
+                .await?;
         }
         Command::Alive(config) => {
             log_output::heartbeat::check(&config.heartbeat, config.max_age).map_err(anyhow::Error::msg)?;
@@ -32,7 +44,7 @@ async fn start() -> anyhow::Result<()> {
             let listener = TcpListener::bind(("0.0.0.0", config.port))
                 .await
                 .with_context(|| format!("cannot listen on port {}", config.port))?;
-            let state = ReaderState::new(LogFile::new(&config.log_file, DEFAULT_MAX_BYTES));
+            let state = ReaderState::new(LogFile::new(&config.log_file, DEFAULT_MAX_BYTES), VERSION);
             log_output::run(listener, state, shutdown_signal()).await?;
         }
     }

@@ -8,7 +8,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use service_kit::metrics::Requests;
 use tokio::net::TcpListener;
 
 use crate::entry::Entry;
@@ -24,13 +26,17 @@ pub const MAX_TAIL: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct ReaderState {
     log: Arc<LogFile>,
+    registry: Arc<Registry>,
+    requests: Requests,
 }
 
 impl ReaderState {
-    /// Serves `log`.
+    /// Serves `log`, reporting `version` in its metrics.
     #[must_use]
-    pub fn new(log: LogFile) -> Self {
-        Self { log: Arc::new(log) }
+    pub fn new(log: LogFile, version: &'static str) -> Self {
+        let mut registry = service_kit::metrics::registry("log_output_reader", version);
+        let requests = service_kit::metrics::register_requests(registry.sub_registry_with_prefix("log_output_reader"));
+        Self { log: Arc::new(log), registry: Arc::new(registry), requests }
     }
 
     async fn tail(&self, n: usize) -> Result<Vec<Entry>, Error> {
@@ -43,8 +49,13 @@ impl ReaderState {
 
 /// The reader's routes, without a socket.
 pub fn app(state: ReaderState) -> Router {
-    let own = Router::new().route("/", get(latest)).route("/log", get(log)).route("/readyz", get(readyz));
-    service_kit::routes::around(own, "/, /log?tail=N, /healthz or /readyz").with_state(state)
+    let own = Router::new()
+        .route("/", get(latest))
+        .route("/log", get(log))
+        .route("/readyz", get(readyz))
+        .merge(service_kit::metrics::route(Arc::clone(&state.registry)));
+    let all = service_kit::routes::around(own, "/, /log?tail=N, /metrics, /healthz or /readyz");
+    service_kit::metrics::count_requests(all, state.requests.clone()).with_state(state)
 }
 
 /// Serves [`app`] until `shutdown` completes, then finishes requests in flight.

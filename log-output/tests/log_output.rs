@@ -6,66 +6,11 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tempfile::TempDir;
 use testkit::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
 
-const BIN: &str = env!("CARGO_BIN_EXE_log-output");
+use support::{BIN, Volume, check_entry, entries};
 
-struct Volume {
-    _dir: TempDir,
-    counter: PathBuf,
-    log: PathBuf,
-}
-
-impl Volume {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let files = dir.path().join("files");
-        Self { counter: files.join("pingpong_counter.txt"), log: files.join("output.log"), _dir: dir }
-    }
-
-    fn writer(&self, interval_ms: &str) -> Service {
-        let interval = PathBuf::from(interval_ms);
-        Service::start(
-            BIN,
-            &["writer"],
-            &[("COUNTER_FILE", &self.counter), ("LOG_FILE", &self.log), ("WRITE_INTERVAL_MS", &interval)],
-            false,
-        )
-    }
-
-    fn reader(&self) -> Service {
-        Service::start(BIN, &["reader"], &[("LOG_FILE", &self.log)], true)
-    }
-
-    fn set_count(&self, count: &str) {
-        fs::create_dir_all(self.counter.parent().unwrap()).unwrap();
-        fs::write(&self.counter, count).unwrap();
-    }
-}
-
-/// Checks the two-line format by hand (not with the crate's own parser) and
-/// returns the UUID and the count.
-fn check_entry(text: &str) -> (String, u64) {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    assert_eq!(lines.len(), 2, "two lines: {text:?}");
-    let header = lines[0].strip_suffix(".\n").unwrap_or_else(|| panic!("first line ends with '.': {text:?}"));
-    let (time, id) = header.split_once(": ").unwrap();
-    assert_eq!(time.len(), "2020-03-30T12:15:17.705Z".len(), "{time}");
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z') && time.as_bytes()[19] == b'.',
-        "{time}"
-    );
-    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4, "{id}");
-    assert_eq!(id, id.to_lowercase());
-    let count = lines[1].strip_prefix("Ping / Pongs: ").and_then(|c| c.strip_suffix('\n')).unwrap();
-    (id.to_owned(), count.parse().unwrap())
-}
-
-fn entries(text: &str) -> Vec<(String, u64)> {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    lines.chunks(2).map(|pair| check_entry(&pair.concat())).collect()
-}
+mod support;
 
 #[tokio::test]
 async fn the_reader_serves_the_latest_entry_in_the_course_format_with_the_current_count() {

@@ -18,10 +18,11 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use counter::{CounterError, CounterWriter};
 use tokio::sync::oneshot;
+
+use crate::metrics::PingMetrics;
 
 /// The most pings one increment counts (bounds the work of one batch).
 const MAX_BATCH: usize = 4096;
@@ -143,14 +144,14 @@ impl Committer {
     ///
     /// # Errors
     /// The thread could not be spawned.
-    pub fn start(writer: CounterWriter) -> std::io::Result<Self> {
+    pub fn start(writer: CounterWriter, metrics: Arc<PingMetrics>) -> std::io::Result<Self> {
         // Unbounded: the number of requests waiting is bounded by the number
         // of requests in flight, which the HTTP server bounds.
         let queue = Arc::new(Queue::default());
         let served = Arc::clone(&queue);
         let thread = std::thread::Builder::new().name("counter-commit".into()).spawn(move || {
             let _serving = Serving(&served);
-            commit_loop(writer, &served);
+            commit_loop(writer, &served, &metrics);
         })?;
         Ok(Self { shared: Arc::new(Shared { queue, thread: Mutex::new(Some(thread)) }) })
     }
@@ -202,24 +203,28 @@ impl Committer {
     }
 }
 
-fn commit_loop(mut writer: CounterWriter, queue: &Queue) {
+fn commit_loop(mut writer: CounterWriter, queue: &Queue, metrics: &PingMetrics) {
     while let Some(Batch { mut pings, reads }) = queue.next_batch() {
         // A client that went away before its turn gets no number: counting it
         // would make the count run ahead of the answers.
         pings.retain(|reply| !reply.is_closed());
         if pings.is_empty() {
             if !reads.is_empty() {
-                answer_all(reads, &writer.read());
+                let read = writer.read();
+                if let Ok(count) = read {
+                    metrics.saw(count);
+                }
+                answer_all(reads, &read);
             }
             continue;
         }
-        let started = Instant::now();
-        let result = writer.increment_by(pings.len() as u64);
-        tracing::trace!(pings = pings.len(), micros = started.elapsed().as_micros(), "committed");
+        let n = pings.len() as u64;
+        let result = writer.increment_by(n);
         // The reads that waited meanwhile see the count after this batch.
-        answer_all(reads, &result.clone().map(|first| first + pings.len() as u64));
+        answer_all(reads, &result.clone().map(|first| first + n));
         match result {
             Ok(first) => {
+                metrics.committed(n, writer.last_flush(), first + n);
                 for (number, reply) in (first..).zip(pings) {
                     // The client may have gone since; its number is then
                     // counted but unanswered, as with any lost response.
@@ -246,6 +251,10 @@ mod tests {
 
     use super::*;
 
+    fn unregistered() -> Arc<PingMetrics> {
+        Arc::new(PingMetrics::register(&mut prometheus_client::registry::Registry::default()))
+    }
+
     #[test]
     fn a_batch_takes_every_waiting_ping_up_to_the_bound_and_every_read() {
         let mut pending = Pending::default();
@@ -265,7 +274,7 @@ mod tests {
         const PINGS: u64 = 300;
         let dir = tempfile::tempdir().unwrap();
         let file = CounterFile::new(dir.path().join("counter.txt"));
-        let committer = Committer::start(CounterWriter::open(file.clone()).unwrap()).unwrap();
+        let committer = Committer::start(CounterWriter::open(file.clone()).unwrap(), unregistered()).unwrap();
         let pings: Vec<_> = (0..PINGS)
             .map(|_| {
                 let committer = committer.clone();
@@ -296,7 +305,7 @@ mod tests {
     async fn stop_answers_what_is_queued_then_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let file = CounterFile::new(dir.path().join("counter.txt"));
-        let committer = Committer::start(CounterWriter::open(file.clone()).unwrap()).unwrap();
+        let committer = Committer::start(CounterWriter::open(file.clone()).unwrap(), unregistered()).unwrap();
         let queued: Vec<_> = (0..20)
             .map(|_| {
                 let committer = committer.clone();

@@ -4,6 +4,7 @@
 mod commit;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 
 use std::path::Path;
@@ -12,21 +13,26 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use counter::{CounterError, CounterFile, CounterWriter};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use crate::commit::{CommitError, Committer};
 pub use crate::config::Config;
 pub use crate::error::Error;
+pub use crate::metrics::PingMetrics;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     counter: Arc<CounterFile>,
     committer: Committer,
+    metrics: Arc<PingMetrics>,
+    registry: Arc<Registry>,
 }
 
 impl AppState {
-    /// Opens the counter on `path` and starts its commit thread. A corrupt
+    /// Opens the counter on `path`, registers the metrics (`GET /metrics`) and
+    /// starts the commit thread. A corrupt
     /// file does not stop start-up (it answers 503 until repaired), an
     /// unusable directory does.
     ///
@@ -35,12 +41,17 @@ impl AppState {
     pub fn open(path: &Path) -> Result<Self, StartError> {
         let file = CounterFile::new(path);
         let writer = CounterWriter::open(file.clone())?;
+        let mut registry = service_kit::metrics::registry("pingpong", env!("CARGO_PKG_VERSION"));
+        let metrics = Arc::new(PingMetrics::register(registry.sub_registry_with_prefix("pingpong")));
         match file.read() {
-            Ok(count) => tracing::info!(path = %path.display(), count, "counter opened"),
+            Ok(count) => {
+                tracing::info!(path = %path.display(), count, "counter opened");
+                metrics.saw(count);
+            }
             Err(e) => tracing::error!(cause = %e, "counter file unusable until repaired"),
         }
-        let committer = Committer::start(writer).map_err(StartError::Thread)?;
-        Ok(Self { counter: Arc::new(file), committer })
+        let committer = Committer::start(writer, Arc::clone(&metrics)).map_err(StartError::Thread)?;
+        Ok(Self { counter: Arc::new(file), committer, metrics, registry: Arc::new(registry) })
     }
 }
 
@@ -60,8 +71,9 @@ pub fn app(state: AppState) -> Router {
     let own = Router::new()
         .route("/pingpong", get(routes::pingpong))
         .route("/pings", get(routes::pings))
-        .route("/readyz", get(routes::readyz));
-    service_kit::routes::around(own, "/pingpong, /pings, /healthz or /readyz").with_state(state)
+        .route("/readyz", get(routes::readyz))
+        .merge(service_kit::metrics::route(Arc::clone(&state.registry)));
+    service_kit::routes::around(own, "/pingpong, /pings, /metrics, /healthz or /readyz").with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes the

@@ -10,8 +10,13 @@ use crate::error::Error;
 /// `GET /pingpong`: counts this ping and answers `pong N`, N being the pings
 /// answered before it. Sent only after the file durably holds N + 1.
 pub async fn pingpong(State(state): State<AppState>) -> Result<String, Error> {
-    let number = state.committer.next().await?;
-    Ok(format!("pong {number}"))
+    match state.committer.next().await {
+        Ok(number) => Ok(format!("pong {number}")),
+        Err(e) => {
+            state.metrics.refused(&e);
+            Err(e.into())
+        }
+    }
 }
 
 /// `GET /pings`: the current count, exactly (read under the lock), without

@@ -1,6 +1,8 @@
 //! Test support: run the real binaries as child processes on port 0, learn
 //! their address from their own log line, and signal or kill them.
 
+pub mod metrics;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,7 +49,8 @@ impl Service {
         Self::start("strace", &all, env, http)
     }
 
-    /// Starts `bin` with `args` and `env` (on top of `PORT=0`, `RUST_LOG=info`)
+    /// Starts `bin` with `args` and `env` (on top of `PORT=0`, `METRICS_PORT=0`,
+    /// `RUST_LOG=info`)
     /// and, for an HTTP service, waits until it logs its address.
     ///
     /// # Panics
@@ -58,6 +61,7 @@ impl Service {
         command
             .args(args)
             .env("PORT", "0")
+            .env("METRICS_PORT", "0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
