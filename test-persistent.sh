@@ -85,7 +85,8 @@ ready() { pingpong_ready && get /readyz; }
 # Each backend provides: backend_deploy, backend_replace_pod APP,
 # backend_second_pingpong_up, backend_ready_pingpongs (how many pingpong pods
 # are ready behind the Service), backend_second_pingpong_down,
-# backend_security and backend_cleanup.
+# backend_security, backend_metrics APP PORT (GET /metrics of that pod's
+# port, as a scraper in the cluster gets it) and backend_cleanup.
 
 if [[ $mode == podman ]]; then
   export CONTAINERS_CONF=$PWD/podman/containers.conf
@@ -153,6 +154,7 @@ if [[ $mode == podman ]]; then
     echo "$n"
   }
   backend_second_pingpong_down() { down "$(app_file pingpong-b)"; }
+  backend_metrics() { curl -fsS --max-time 5 "http://127.0.0.1:$2/metrics"; }
   backend_cleanup() {
     [[ -n ${TRAEFIK_PID:-} ]] && { kill "$TRAEFIK_PID" 2>/dev/null; wait "$TRAEFIK_PID" 2>/dev/null; }
     [[ $keep == yes ]] && return 0
@@ -206,6 +208,13 @@ else
     k scale deployment/pingpong --replicas=1 >/dev/null || return 1
     scaled=no
     eventually 120 "the second pingpong pod to go" one_pingpong_pod
+  }
+  # Through the API server's proxy to the pod's port: no port-forward, and
+  # it passes the NetworkPolicy as any in-cluster scraper must.
+  backend_metrics() {
+    local pod
+    pod=$(k get pods -l "app.kubernetes.io/name=$1" --field-selector=status.phase=Running -o name | head -n 1)
+    kubectl get --raw "/api/v1/namespaces/$NS/pods/${pod#pod/}:$2/proxy/metrics"
   }
   backend_cleanup() { if [[ $scaled == yes ]]; then k scale deployment/pingpong --replicas=1 >/dev/null || true; fi; }
   backend_security() {
@@ -369,6 +378,21 @@ kill_storm() {
 
 security() { backend_security; }
 
+# metric TEXT NAME: the value of the sample NAME (no labels) in TEXT.
+metric() { awk -v name="$2" '$1 == name { print $2 }' <<<"$1"; }
+metrics() {
+  local pp writer reader count gauge entries
+  pp=$(backend_metrics pingpong 3000) || fail "pingpong's /metrics (port 3000) did not answer" || return 1
+  writer=$(backend_metrics log-output 9090) || fail "the writer's /metrics (port 9090) did not answer" || return 1
+  reader=$(backend_metrics log-output 8080) || fail "the reader's /metrics (port 8080) did not answer" || return 1
+  count=$(count) gauge=$(metric "$pp" pingpong_count) entries=$(metric "$writer" log_output_writer_entries_appended_total)
+  say "pingpong: pingpong_count $gauge (/pings: $count), pings answered by this pod $(metric "$pp" pingpong_pings_answered_total)"
+  say "writer: entries appended $entries; reader: $(grep -c '^log_output_reader_http_requests_total' <<<"$reader") request series"
+  [[ $gauge == "$count" ]] || fail "pingpong_count $gauge is not the count $count" || return 1
+  ((entries > 0)) || fail "the writer reports no entry appended" || return 1
+  grep -q '^log_output_reader_build_info{version="0.1.0"} 1$' <<<"$reader" || fail "the reader's build info is missing" || return 1
+}
+
 printf 'test-persistent.sh: mode %s, through %s\n' "$mode" "$BASE_URL"
 step "deploy" deploy
 if ((failed == 0)); then
@@ -379,6 +403,7 @@ if ((failed == 0)); then
   step "two pingpong pods on one volume under load lose nothing" two_pods_under_load
   step "kill storm: $STORM pod kills under load repeat and lose nothing" kill_storm
   step "containers run as non-root with read-only root filesystems" security
+  step "every process's /metrics answers in its pod; pingpong_count is the count" metrics
 fi
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -46,6 +46,8 @@ peak = max(r["reader_peak_rss_kib_small"], r["reader_peak_rss_kib_huge"])
 idle = max(r["pp_idle_rss_kib"], r["reader_idle_rss_kib"], r["writer_idle_rss_kib"])
 img = max(r["image_bytes_pingpong"], r["image_bytes_log-output"])
 start = max(r["pp_start_ms"], r["reader_start_ms"])
+cost = r["pp_rps_50_metrics"] / r["pp_rps_50_baseline"]
+baseline = os.environ.get("BASELINE", "?")
 
 rows = [
     "| measure | pingpong / log-output | alternative | ratio | target | |",
@@ -55,6 +57,9 @@ rows = [
     row("GET /healthz, 50 connections, same server (req/s, median of 3): the HTTP ceiling",
         f"{r['healthz_rps_50']:,.0f}", f"/pingpong: {r['pp_rps_50']:,.0f}", f"{r['pp_rps_50'] / r['healthz_rps_50']:.2f}x",
         "", None),
+    row("GET /pingpong, 50 connections, with metrics (scraped every second) vs without (req/s, median of 6 paired rounds)",
+        f"{r['pp_rps_50_metrics']:,.0f}", f"built from {baseline}, no metrics: {r['pp_rps_50_baseline']:,.0f}",
+        f"{cost:.2f}x", "at least 0.97x", cost >= 0.97),
     row("one connection, p50 latency (median of 3)", f"{r['pp_p50_1']:.3f} ms", f"Redis INCR: {r['redis_p50_1']:.3f} ms",
         f"{lat:.2f}x", "at most 1.5x", lat <= 1.5),
     row("reader GET /, p50 latency (median of 3 runs)", f"1 GiB log: {r['reader_p50_huge']:.3f} ms",

@@ -8,15 +8,20 @@
 #   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
 #   5. footprint: image sizes, idle RSS, start to /readyz 200
 #   6. one increment alone: in place, replace-by-rename, Redis's append
+#   7. the cost of metrics: GET /pingpong, 50 connections, this pingpong
+#      (scraped every second) vs pingpong built from $BASELINE, the last
+#      commit without metrics, in 6 paired rounds: median of each
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
-#                               DURATION=seconds per wrk run, default 6)
+#                               DURATION=seconds per wrk run, default 6;
+#                               BASELINE=commit without metrics, default 47be92f)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-6}
+BASELINE=${BASELINE:-47be92f}
 OUT=bench/out
-PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391
+PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905
 step() { printf '==> %s\n' "$*" >&2; }
 
 need=()
@@ -31,8 +36,16 @@ fi
 
 step "cargo build --release"
 cargo build --release --quiet --bin pingpong --bin log-output
-BIN=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
+TARGET=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BIN=$TARGET/release
 export BIN
+
+step "cargo build --release of pingpong at $BASELINE (without metrics), from git archive"
+base_src=$(mktemp -d)
+git archive "$BASELINE" | tar -x -C "$base_src"
+(cd "$base_src" && CARGO_TARGET_DIR=$TARGET/bench-baseline cargo build --release --quiet --bin pingpong)
+rm -rf "$base_src"
+BASE_BIN=$TARGET/bench-baseline/release/pingpong
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 results=$OUT/results.tsv
@@ -95,6 +108,26 @@ for c in 1 4 16 64 256; do
   record "pp_rps_c$c" "$(wrk_rps "$c" 5 "$PING")"
   record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
 done
+
+step "the cost of metrics: /pingpong, 50 connections, with (scraped every second) and without (6 paired rounds)"
+mkdir -p "$OUT/baseline"
+COUNTER_FILE=$OUT/baseline/counter.txt PORT=$BASE_PORT RUST_LOG=warn "$BASE_BIN" & pids+=($!)
+wait_http "http://127.0.0.1:$BASE_PORT/readyz"
+while :; do curl -fs "http://127.0.0.1:$PP_PORT/metrics" >/dev/null; sleep 1; done & pids+=($!)
+WITHOUT=http://127.0.0.1:$BASE_PORT/pingpong
+wrk_rps 50 2 "$WITHOUT" >/dev/null # warm-up: the file made, the caches warm
+# Short rounds in pairs, the order swapped every round: the disk's speed
+# drifts within a run (seen: a third), and a pair shares the drift.
+for round in 1 2 3 4 5 6; do
+  if ((round % 2)); then order=("$PING" "$WITHOUT"); else order=("$WITHOUT" "$PING"); fi
+  for url in "${order[@]}"; do
+    rps=$(wrk_rps 50 3 "$url")
+    if [[ $url == "$PING" ]]; then echo "$rps" >>"$OUT/pp_rps_50_metrics"; else echo "$rps" >>"$OUT/pp_rps_50_baseline"; fi
+  done
+done
+kill "${pids[-1]}"
+record pp_rps_50_metrics "$(median <"$OUT/pp_rps_50_metrics")"
+record pp_rps_50_baseline "$(median <"$OUT/pp_rps_50_baseline")"
 
 step "one increment alone, each way (bench/syscalls.py)"
 python3 bench/syscalls.py "$OUT/syscalls" "$results"
@@ -174,4 +207,4 @@ while read -r image; do
 done < <(CONTAINER_ENGINE=podman k3d/build-images.sh --host)
 
 step "writing docs/benchmarks.md and docs/throughput.svg"
-python3 bench/report.py "$results" docs/benchmarks.md docs/throughput.svg
+BASELINE=$(git rev-parse --short "$BASELINE") python3 bench/report.py "$results" docs/benchmarks.md docs/throughput.svg
