@@ -67,7 +67,7 @@ pub async fn run(
     state: ReaderState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    service_kit::serve::serve(listener, app(state), shutdown).await
+    service_kit::serve::Server::new(listener).serve(app(state), shutdown).await
 }
 
 /// `GET /`: the latest complete entry, its two lines.

@@ -115,7 +115,7 @@ impl Writer {
     ) -> std::io::Result<()> {
         let app = service_kit::routes::around(service_kit::metrics::route(registry), "/metrics or /healthz");
         let (stopped, loop_stopped) = oneshot::channel::<()>();
-        let server = service_kit::serve::serve(listener, app, async {
+        let server = service_kit::serve::Server::new(listener).serve(app, async {
             let _ = loop_stopped.await;
         });
         let writer = async {

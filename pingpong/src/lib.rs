@@ -88,7 +88,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let committer = state.committer.clone();
-    let served = service_kit::serve::serve(listener, app(state), shutdown).await;
+    let served = service_kit::serve::Server::new(listener).serve(app(state), shutdown).await;
     if tokio::task::spawn_blocking(move || committer.stop()).await.is_err() {
         tracing::error!("stopping the commit thread panicked");
     }

@@ -14,7 +14,14 @@ use tokio::sync::Notify;
 
 /// The gate; cheap to clone, all clones the same gate.
 #[derive(Debug, Clone, Default)]
-pub struct Drain(Arc<(Mutex<Gate>, Notify)>);
+pub struct Drain(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    gate: Mutex<Gate>,
+    /// Notified when the last request in flight leaves.
+    idle: Notify,
+}
 
 #[derive(Debug, Default)]
 struct Gate {
@@ -28,7 +35,7 @@ pub struct Handling(Drain);
 
 impl Drain {
     fn gate(&self) -> MutexGuard<'_, Gate> {
-        self.0.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.gate.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A request starts: `None` once the gate is closed.
@@ -42,10 +49,19 @@ impl Drain {
         Some(Handling(self.clone()))
     }
 
+    /// A request has left (its [`Handling`] dropped).
+    fn leave(&self) {
+        let mut gate = self.gate();
+        gate.handling -= 1;
+        if gate.handling == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+
     /// Waits until no request is being handled, then closes the gate.
     pub async fn close_when_idle(&self) {
         loop {
-            let notified = self.0.1.notified();
+            let notified = self.0.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
@@ -78,11 +94,7 @@ impl Drain {
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        let mut gate = self.0.gate();
-        gate.handling -= 1;
-        if gate.handling == 0 {
-            self.0.0.1.notify_waiters();
-        }
+        self.0.leave();
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::drain::Drain;
 
@@ -34,42 +35,78 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// that start in this time are answered 503 without being handled.
 pub const FLUSH: Duration = Duration::from_millis(100);
 
-/// Accepts connections until `shutdown` completes, then stops accepting,
-/// lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
-///
-/// # Errors
-/// Only if the listener's address cannot be read; accept errors (such as
-/// running out of file descriptors) are logged and retried.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
-    let drain = Drain::default();
-    let service = TowerToHyperService::new(drain.guard(app));
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(cause = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let conn = builder.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(cause = %e, "connection ended with an error");
-            }
-        });
+/// An HTTP/1.1 server on a bound listener: accepts connections until told to
+/// stop, then drains ([`Server::serve`]).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    http: http1::Builder,
+}
+
+impl Server {
+    /// A server on `listener` (bind port 0 and ask [`Server::local_addr`] for
+    /// the port), with [`HEADER_READ_TIMEOUT`].
+    #[must_use]
+    pub fn new(listener: TcpListener) -> Self {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+        Self { listener, http }
     }
-    drop(listener);
+
+    /// Where it listens.
+    ///
+    /// # Errors
+    /// The socket's address cannot be read.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `app` until `shutdown` completes, then stops accepting, lets
+    /// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
+    ///
+    /// # Errors
+    /// Only if the listener's address cannot be read; accept errors (such as
+    /// running out of file descriptors) are logged and retried.
+    pub async fn serve(self, app: Router, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
+        tracing::info!(addr = %self.local_addr()?, "listening");
+        let drain = Drain::default();
+        let graceful = GracefulShutdown::new();
+        let service = TowerToHyperService::new(drain.guard(app));
+        tokio::pin!(shutdown);
+        while let Some(stream) = self.accept_until(&mut shutdown).await {
+            let conn = graceful.watch(self.http.serve_connection(TokioIo::new(stream), service.clone()));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(cause = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        close(graceful, drain).await;
+        Ok(())
+    }
+
+    /// The next connection, or `None` once `shutdown` completes.
+    async fn accept_until(&self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Option<TcpStream> {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _peer)) => return Some(stream),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(cause = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut *shutdown => return None,
+            }
+        }
+    }
+}
+
+/// After the listener closed: ends when every connection has closed, or when
+/// no request is being handled (plus [`FLUSH`]), or after [`SHUTDOWN_GRACE`].
+async fn close(graceful: GracefulShutdown, drain: Drain) {
     let drained = async {
         drain.close_when_idle().await;
         tokio::time::sleep(FLUSH).await;
@@ -79,5 +116,4 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         () = drained => tracing::info!("no request in flight; closing the remaining connections"),
         () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them"),
     }
-    Ok(())
 }

@@ -118,7 +118,14 @@ impl Service {
     }
 
     /// SIGKILL: no chance to clean up, as when a node dies or a pod is killed.
+    /// Under strace the binary is strace's child, which would outlive a
+    /// killed strace (strace 6.1 has no `--kill-on-exit`): it is killed first.
     pub fn kill(&mut self) {
+        let id = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|pid| pid.parse().ok()) {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

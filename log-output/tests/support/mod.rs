@@ -7,8 +7,13 @@
 use std::fs;
 use std::path::PathBuf;
 
+use std::net::SocketAddr;
+
+use log_output::ReaderState;
+use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
 use tempfile::TempDir;
 use testkit::Service;
+use tokio::net::TcpListener;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_log-output");
 
@@ -36,6 +41,17 @@ impl Volume {
         )
     }
 
+    /// The reader served in this process on port 0 (until the test ends):
+    /// its address.
+    pub async fn serve_reader(&self) -> SocketAddr {
+        let state = ReaderState::new(LogFile::new(&self.log, DEFAULT_MAX_BYTES), env!("CARGO_PKG_VERSION"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(log_output::run(listener, state, std::future::pending()));
+        addr
+    }
+
+    /// The reader as the real binary.
     pub fn reader(&self) -> Service {
         Service::start(BIN, &["reader"], &[("LOG_FILE", &self.log)], true)
     }

@@ -1,13 +1,20 @@
 //! What pingpong's integration tests share: a temporary volume with the
-//! counter file on it, and pingpong started on it (plain or under strace).
+//! counter file on it, and pingpong started on it: in this process (its
+//! router on port 0, the address a value) or as the real binary (plain or
+//! under strace).
 
 #![allow(dead_code)] // each test file uses its own part
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use std::net::SocketAddr;
+
 use tempfile::TempDir;
 use testkit::Service;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pingpong");
 
@@ -29,6 +36,19 @@ impl Volume {
         self.counter.parent().unwrap()
     }
 
+    /// pingpong served in this process.
+    pub async fn serve(&self) -> App {
+        let state = pingpong::AppState::open(&self.counter).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(pingpong::run(listener, state, async {
+            let _ = stopped.await;
+        }));
+        App { addr, stop, served }
+    }
+
+    /// The real binary, as a child process.
     pub fn start(&self) -> Service {
         Service::start(BIN, &[], &[("COUNTER_FILE", &self.counter)], true)
     }
@@ -83,4 +103,23 @@ pub async fn pings_under_a_flood_of_reads(reader: &Service, pinger: &Service, fi
         reads += task.await.unwrap();
     }
     reads
+}
+
+/// pingpong served in this process by `pingpong::run`, as `main` serves it.
+pub struct App {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    served: JoinHandle<std::io::Result<()>>,
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What SIGTERM does in `main`: graceful shutdown; returns once `run` has.
+    pub async fn shut_down(self) {
+        let _ = self.stop.send(());
+        self.served.await.unwrap().unwrap();
+    }
 }

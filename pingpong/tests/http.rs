@@ -1,0 +1,146 @@
+//! pingpong's HTTP behaviour, in this process: `pingpong::run` on port 0
+//! with the address as a value, real HTTP over real sockets, real files.
+//! What needs a process of its own (signals, SIGKILL, exit codes, two
+//! processes on one file) is in `process.rs`.
+
+use std::fs;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use support::{App, Volume};
+use testkit::get;
+use tower::ServiceExt;
+
+mod support;
+
+async fn ping(app: &App) -> String {
+    let (status, body) = get(&app.url("/pingpong")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn the_first_ping_is_pong_0_and_the_file_holds_the_count() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    assert_eq!(get(&app.url("/pings")).await, (200, "0".into()));
+    for k in 0..5 {
+        assert_eq!(ping(&app).await, format!("pong {k}"));
+    }
+    assert_eq!(get(&app.url("/pings")).await, (200, "5".into()));
+    assert_eq!(volume.on_disk().trim(), "5");
+    assert_eq!(get(&app.url("/readyz")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_corrupt_counter_file_is_never_overwritten_and_repairing_it_recovers() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    assert_eq!(ping(&app).await, "pong 0");
+    for bad in ["abc", "", "-3", "18446744073709551616", "12abc", "\u{0}\u{1}\u{ff}"] {
+        fs::write(&volume.counter, bad).unwrap();
+        for path in ["/pingpong", "/readyz", "/pings"] {
+            let (status, body) = get(&app.url(path)).await;
+            assert_eq!(status, 503, "{path} with {bad:?}: {body}");
+            assert!(body.contains("pingpong_counter.txt"), "{path} names the file: {body}");
+        }
+        assert_eq!(fs::read(&volume.counter).unwrap(), bad.as_bytes(), "{bad:?} was overwritten");
+    }
+    fs::write(&volume.counter, "41\n").unwrap();
+    assert_eq!(get(&app.url("/readyz")).await.0, 200);
+    assert_eq!(ping(&app).await, "pong 41");
+}
+
+#[tokio::test]
+async fn a_counter_path_that_is_a_directory_is_refused_and_left_alone() {
+    let volume = Volume::new();
+    fs::create_dir_all(&volume.counter).unwrap();
+    let app = volume.serve().await;
+    let (status, body) = get(&app.url("/pingpong")).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("is a directory"), "{body}");
+    assert!(volume.counter.is_dir());
+}
+
+#[tokio::test]
+async fn a_client_stalled_in_its_headers_neither_blocks_others_nor_holds_up_shutdown() {
+    use std::io::Write;
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    let addr = app.addr.to_string();
+    // Slowloris: half a request, then silence.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled.write_all(b"GET /pingpong HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    assert_eq!(ping(&app).await, "pong 0", "other clients are served meanwhile");
+    // Well under the 3 s grace: shutdown does not wait for a request never sent.
+    tokio::time::timeout(Duration::from_secs(1), app.shut_down())
+        .await
+        .expect("shuts down within 1 s despite the stalled client");
+    assert_eq!(volume.on_disk().trim(), "1", "the half request was never counted");
+}
+
+/// Sends raw bytes, reads until the server closes or 2 s pass.
+fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn careless_clients_get_correct_answers() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    let addr = app.addr.to_string();
+    let addr2 = addr.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        let huge = format!("GET /pingpong HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+        [
+            raw_exchange(&addr2, huge.as_bytes()),
+            raw_exchange(&addr2, b"BREW /pingpong HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            raw_exchange(&addr2, b"GET /teapot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            raw_exchange(&addr2, b"GET /pingpong HTTP/1.0\r\n\r\n"),
+            raw_exchange(
+                &addr2,
+                b"GET /pingpong HTTP/1.1\r\nHost: x\r\n\r\nGET /pingpong HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
+            raw_exchange(&addr2, b"\x16\x03\x01\x02\x00garbage, not HTTP\r\n\r\n"),
+        ]
+    })
+    .await
+    .unwrap();
+    let [huge, brew, teapot, http10, pipelined, garbage] = answers;
+    assert!(huge.starts_with("HTTP/1.1 431"), "oversized headers: {huge:.80}");
+    assert!(brew.starts_with("HTTP/1.1 405"), "unknown method: {brew:.80}");
+    assert!(teapot.starts_with("HTTP/1.1 404"), "unknown path: {teapot:.80}");
+    assert!(http10.starts_with("HTTP/1.0 200") && http10.ends_with("pong 0"), "HTTP/1.0: {http10}");
+    let pongs: Vec<&str> = pipelined.matches("pong ").collect();
+    assert_eq!(pongs.len(), 2, "two pipelined requests, two answers: {pipelined}");
+    assert!(pipelined.find("pong 1").unwrap() < pipelined.find("pong 2").unwrap(), "in order: {pipelined}");
+    assert!(garbage.starts_with("HTTP/1.1 400") || garbage.is_empty(), "garbage: {garbage:.80}");
+    assert_eq!(volume.on_disk().trim(), "3", "only the three real pings were counted");
+    assert_eq!(get(&app.url("/pingpong")).await, (200, "pong 3".into()), "still serving");
+}
+
+/// The router alone (`oneshot`, no socket): what is not a ping.
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = pingpong::AppState::open(&dir.path().join("c.txt")).unwrap();
+    let app = pingpong::app(state);
+    for (method, path, expected) in [
+        (Method::GET, "/nope", StatusCode::NOT_FOUND),
+        (Method::POST, "/pingpong", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::DELETE, "/pings", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/healthz", StatusCode::OK),
+        (Method::GET, "/readyz", StatusCode::OK),
+        (Method::GET, "/metrics", StatusCode::OK),
+    ] {
+        let request = Request::builder().method(method.clone()).uri(path).body(Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(request).await.unwrap().status(), expected, "{method} {path}");
+    }
+}
