@@ -10,7 +10,7 @@
 #   6. one increment alone: in place, replace-by-rename, Redis's append
 #   7. the cost of metrics: GET /pingpong, 50 connections, this pingpong
 #      (scraped every second) vs pingpong built from $BASELINE, the last
-#      commit without metrics, in 6 paired rounds: median of each
+#      commit without metrics, in 10 paired rounds: median of the pairs' ratios
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
 #                               DURATION=seconds per wrk run, default 6;
@@ -109,7 +109,7 @@ for c in 1 4 16 64 256; do
   record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
 done
 
-step "the cost of metrics: /pingpong, 50 connections, with (scraped every second) and without (6 paired rounds)"
+step "the cost of metrics: /pingpong, 50 connections, with (scraped every second) and without (10 paired rounds)"
 mkdir -p "$OUT/baseline"
 COUNTER_FILE=$OUT/baseline/counter.txt PORT=$BASE_PORT RUST_LOG=warn "$BASE_BIN" & pids+=($!)
 wait_http "http://127.0.0.1:$BASE_PORT/readyz"
@@ -118,11 +118,13 @@ WITHOUT=http://127.0.0.1:$BASE_PORT/pingpong
 wrk_rps 50 2 "$WITHOUT" >/dev/null # warm-up: the file made, the caches warm
 # Short rounds in pairs, the order swapped every round: the disk's speed
 # drifts within a run (seen: a third), and a pair shares the drift.
-for round in 1 2 3 4 5 6; do
+for round in $(seq 10); do
   if ((round % 2)); then order=("$PING" "$WITHOUT"); else order=("$WITHOUT" "$PING"); fi
   for url in "${order[@]}"; do
     rps=$(wrk_rps 50 3 "$url")
-    if [[ $url == "$PING" ]]; then echo "$rps" >>"$OUT/pp_rps_50_metrics"; else echo "$rps" >>"$OUT/pp_rps_50_baseline"; fi
+    if [[ $url == "$PING" ]]; then side=metrics; else side=baseline; fi
+    echo "$rps" >>"$OUT/pp_rps_50_$side"
+    record "pp_rps_50_${side}_r$round" "$rps"
   done
 done
 kill "${pids[-1]}"

@@ -16,16 +16,16 @@
 //! grants new shared locks while an exclusive request waits, and many readers
 //! locking on their own could starve the pings.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use counter::{CounterError, CounterWriter};
 use tokio::sync::oneshot;
 
+use self::queue::{Batch, Kind, Queue, Reply};
 use crate::metrics::PingMetrics;
 
-/// The most pings one increment counts (bounds the work of one batch).
-const MAX_BATCH: usize = 4096;
+mod queue;
 
 /// Why a ping or read got no answer from the commit thread.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -36,70 +36,6 @@ pub enum CommitError {
     /// The commit thread has stopped (shutdown, or a panic).
     #[error("the counter is unavailable: its commit thread stopped; restart pingpong")]
     Stopped,
-}
-
-type Reply = oneshot::Sender<Result<u64, CounterError>>;
-
-/// What waits for the thread.
-#[derive(Debug, Default)]
-struct Pending {
-    pings: Vec<Reply>,
-    reads: Vec<Reply>,
-    /// The thread sleeps on the condition variable: only then is it notified,
-    /// so a burst of pings costs one wake-up, not one per ping.
-    sleeping: bool,
-    /// Stop: answer what is queued, then end.
-    closed: bool,
-    /// The thread has ended (normally or by a panic): nobody will answer.
-    unserved: bool,
-}
-
-/// One batch: the pings to count together and the reads to answer with them.
-#[derive(Debug, Default)]
-struct Batch {
-    pings: Vec<Reply>,
-    reads: Vec<Reply>,
-}
-
-/// The batching rule: everything that waits, up to [`MAX_BATCH`] pings.
-fn take_batch(pending: &mut Pending) -> Batch {
-    let take = pending.pings.len().min(MAX_BATCH);
-    Batch { pings: pending.pings.drain(..take).collect(), reads: std::mem::take(&mut pending.reads) }
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    pending: Mutex<Pending>,
-    changed: Condvar,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        // The lock guards plain data that every writer leaves whole, so a
-        // panic elsewhere while holding it does not make it unusable.
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn close(&self) {
-        let mut pending = self.lock();
-        pending.closed = true;
-        self.changed.notify_one();
-    }
-
-    /// The thread's side: the next batch, waiting for one; `None` once closed
-    /// and empty.
-    fn next_batch(&self) -> Option<Batch> {
-        let mut pending = self.lock();
-        while pending.pings.is_empty() && pending.reads.is_empty() {
-            if pending.closed {
-                return None;
-            }
-            pending.sleeping = true;
-            pending = self.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
-            pending.sleeping = false;
-        }
-        Some(take_batch(&mut pending))
-    }
 }
 
 /// What the handles share: the queue, and the thread to join at shutdown.
@@ -124,10 +60,7 @@ struct Serving<'a>(&'a Queue);
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        let mut pending = self.0.lock();
-        pending.unserved = true;
-        pending.pings.clear();
-        pending.reads.clear();
+        self.0.unserved();
     }
 }
 
@@ -161,7 +94,7 @@ impl Committer {
     /// # Errors
     /// The increment failed (nothing was counted) or the thread has stopped.
     pub async fn next(&self) -> Result<u64, CommitError> {
-        self.ask(|pending| &mut pending.pings).await
+        self.ask(Kind::Ping).await
     }
 
     /// The current count, read exactly (under the lock) without counting.
@@ -169,22 +102,13 @@ impl Committer {
     /// # Errors
     /// The read failed or the thread has stopped.
     pub async fn count(&self) -> Result<u64, CommitError> {
-        self.ask(|pending| &mut pending.reads).await
+        self.ask(Kind::Read).await
     }
 
-    async fn ask(&self, queue_of: impl FnOnce(&mut Pending) -> &mut Vec<Reply>) -> Result<u64, CommitError> {
+    async fn ask(&self, kind: Kind) -> Result<u64, CommitError> {
         let (reply, answer) = oneshot::channel();
-        {
-            let queue = &self.shared.queue;
-            let mut pending = queue.lock();
-            if pending.unserved || pending.closed {
-                return Err(CommitError::Stopped);
-            }
-            queue_of(&mut pending).push(reply);
-            if pending.sleeping {
-                pending.sleeping = false;
-                queue.changed.notify_one();
-            }
+        if !self.shared.queue.push(kind, reply) {
+            return Err(CommitError::Stopped);
         }
         Ok(answer.await.map_err(|_| CommitError::Stopped)??)
     }
@@ -253,18 +177,6 @@ mod tests {
 
     fn unregistered() -> Arc<PingMetrics> {
         Arc::new(PingMetrics::register(&mut prometheus_client::registry::Registry::default()))
-    }
-
-    #[test]
-    fn a_batch_takes_every_waiting_ping_up_to_the_bound_and_every_read() {
-        let mut pending = Pending::default();
-        for _ in 0..MAX_BATCH + 3 {
-            pending.pings.push(oneshot::channel().0);
-        }
-        pending.reads.push(oneshot::channel().0);
-        let batch = take_batch(&mut pending);
-        assert_eq!((batch.pings.len(), batch.reads.len()), (MAX_BATCH, 1));
-        assert_eq!((pending.pings.len(), pending.reads.len()), (3, 0), "the rest waits for the next batch");
     }
 
     /// Many pings and reads at once: each ping gets its own number, the
@@ -339,7 +251,7 @@ mod tests {
             let committer = committer.clone();
             async move { committer.next().await }
         });
-        while queue.lock().pings.is_empty() {
+        while queue.waiting_pings() == 0 {
             tokio::task::yield_now().await;
         }
         drop(serving);

@@ -8,17 +8,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use support::{App, Volume};
+use support::{Volume, pong};
 use testkit::get;
 use tower::ServiceExt;
 
 mod support;
-
-async fn ping(app: &App) -> String {
-    let (status, body) = get(&app.url("/pingpong")).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 #[tokio::test]
 async fn the_first_ping_is_pong_0_and_the_file_holds_the_count() {
@@ -26,7 +20,7 @@ async fn the_first_ping_is_pong_0_and_the_file_holds_the_count() {
     let app = volume.serve().await;
     assert_eq!(get(&app.url("/pings")).await, (200, "0".into()));
     for k in 0..5 {
-        assert_eq!(ping(&app).await, format!("pong {k}"));
+        assert_eq!(pong(&app.url("/pingpong")).await, format!("pong {k}"));
     }
     assert_eq!(get(&app.url("/pings")).await, (200, "5".into()));
     assert_eq!(volume.on_disk().trim(), "5");
@@ -37,7 +31,7 @@ async fn the_first_ping_is_pong_0_and_the_file_holds_the_count() {
 async fn a_corrupt_counter_file_is_never_overwritten_and_repairing_it_recovers() {
     let volume = Volume::new();
     let app = volume.serve().await;
-    assert_eq!(ping(&app).await, "pong 0");
+    assert_eq!(pong(&app.url("/pingpong")).await, "pong 0");
     for bad in ["abc", "", "-3", "18446744073709551616", "12abc", "\u{0}\u{1}\u{ff}"] {
         fs::write(&volume.counter, bad).unwrap();
         for path in ["/pingpong", "/readyz", "/pings"] {
@@ -49,7 +43,7 @@ async fn a_corrupt_counter_file_is_never_overwritten_and_repairing_it_recovers()
     }
     fs::write(&volume.counter, "41\n").unwrap();
     assert_eq!(get(&app.url("/readyz")).await.0, 200);
-    assert_eq!(ping(&app).await, "pong 41");
+    assert_eq!(pong(&app.url("/pingpong")).await, "pong 41");
 }
 
 #[tokio::test]
@@ -72,7 +66,7 @@ async fn a_client_stalled_in_its_headers_neither_blocks_others_nor_holds_up_shut
     // Slowloris: half a request, then silence.
     let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
     stalled.write_all(b"GET /pingpong HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
-    assert_eq!(ping(&app).await, "pong 0", "other clients are served meanwhile");
+    assert_eq!(pong(&app.url("/pingpong")).await, "pong 0", "other clients are served meanwhile");
     // Well under the 3 s grace: shutdown does not wait for a request never sent.
     tokio::time::timeout(Duration::from_secs(1), app.shut_down())
         .await

@@ -7,27 +7,21 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-use support::{BIN, Volume};
-use testkit::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
+use support::{BIN, Volume, pong};
+use testkit::{Signal, assert_one_clear_line, eventually, run_to_exit};
 
 mod support;
-
-async fn ping(service: &Service) -> String {
-    let (status, body) = get(&service.url("/pingpong")).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 #[tokio::test]
 async fn a_sigkilled_pingpong_continues_from_the_file() {
     let volume = Volume::new();
     let mut service = volume.start();
     for k in 0..7 {
-        assert_eq!(ping(&service).await, format!("pong {k}"));
+        assert_eq!(pong(&service.url("/pingpong")).await, format!("pong {k}"));
     }
     service.kill();
     let service = volume.start();
-    assert_eq!(ping(&service).await, "pong 7");
+    assert_eq!(pong(&service.url("/pingpong")).await, "pong 7");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -105,6 +105,13 @@ pub async fn pings_under_a_flood_of_reads(reader: &Service, pinger: &Service, fi
     reads
 }
 
+/// `GET url` (a `/pingpong`): the body, which must come with 200.
+pub async fn pong(url: &str) -> String {
+    let (status, body) = testkit::get(url).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// pingpong served in this process by `pingpong::run`, as `main` serves it.
 pub struct App {
     pub addr: SocketAddr,
