@@ -86,13 +86,17 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
     let good_log = good_log.to_str().unwrap();
     // (arguments, environment, what the one line must mention)
     type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
-    let cases: [Case; 6] = [
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken = taken.local_addr().unwrap().port().to_string();
+    let cases: [Case; 8] = [
         (&[], vec![], "usage"),
         (&["sideways"], vec![], "usage"),
         (&["reader"], vec![("PORT", "http"), ("LOG_FILE", good_log)], "PORT"),
         (&["writer"], vec![("WRITE_INTERVAL_MS", "0"), ("LOG_FILE", good_log)], "WRITE_INTERVAL_MS"),
         (&["writer"], vec![("WRITE_INTERVAL_MS", "fast"), ("LOG_FILE", good_log)], "WRITE_INTERVAL_MS"),
         (&["writer"], vec![("LOG_FILE", under_file)], "not-a-dir"),
+        (&["writer"], vec![("METRICS_PORT", "abc"), ("LOG_FILE", good_log)], "METRICS_PORT"),
+        (&["writer"], vec![("METRICS_PORT", &taken), ("LOG_FILE", good_log)], "METRICS_PORT"),
     ];
     for (args, env, mentions) in cases {
         let (status, stderr) = run_to_exit(BIN, args, &env);
