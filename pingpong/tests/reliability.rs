@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::Volume;
 use testkit::{eventually, try_get as get};
+use tokio::task::JoinHandle;
 
 mod support;
 
@@ -117,6 +118,39 @@ async fn sigkill_at_each_syscall_of_an_increment_leaves_the_old_or_the_new_count
     }
 }
 
+/// One client of the kill storm: pings `url` (which the storm changes) until
+/// `stop`, recording every acknowledged number.
+fn client(url: Arc<RwLock<String>>, acked: Arc<Mutex<Vec<u64>>>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let target = url.read().unwrap().clone();
+            if let Ok(response) = client.get(&target).send().await
+                && response.status() == 200
+                && let Ok(body) = response.text().await
+            {
+                let n = body.strip_prefix("pong ").and_then(|n| n.parse().ok()).expect("pong N");
+                acked.lock().unwrap().push(n);
+            }
+        }
+    })
+}
+
+/// Until `stop`: the count on disk, read exactly (under the lock, shared, as
+/// the contract tells readers to) as often as the disk allows, never goes down.
+fn count_never_goes_down(volume: Arc<Volume>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let file = counter::CounterFile::new(&volume.counter);
+        let mut last = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let now = file.read().expect("the file is always a whole count");
+            assert!(now >= last, "the count went down from {last} to {now}");
+            last = now;
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
 /// 50 connections of load while pingpong is SIGKILLed and restarted 50 times.
 /// Every acknowledged number is distinct, the final count is above all of
 /// them, and the count on disk never goes down.
@@ -130,38 +164,8 @@ async fn a_kill_storm_under_load_repeats_and_loses_nothing() {
     let url = Arc::new(RwLock::new(service.url("/pingpong")));
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                let target = url.read().unwrap().clone();
-                if let Ok(response) = client.get(&target).send().await
-                    && response.status() == 200
-                    && let Ok(body) = response.text().await
-                {
-                    let n = body.strip_prefix("pong ").and_then(|n| n.parse().ok()).expect("pong N");
-                    acked.lock().unwrap().push(n);
-                }
-            }
-        }));
-    }
-    // The count on disk, read exactly (under the lock, shared, as the
-    // contract tells readers to) as often as the disk allows, never goes down.
-    let watcher = {
-        let (volume, stop) = (volume.clone(), stop.clone());
-        tokio::spawn(async move {
-            let file = counter::CounterFile::new(&volume.counter);
-            let mut last = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let now = file.read().expect("the file is always a whole count");
-                assert!(now >= last, "the count went down from {last} to {now}");
-                last = now;
-                tokio::task::yield_now().await;
-            }
-        })
-    };
+    let tasks: Vec<_> = (0..CONNECTIONS).map(|_| client(url.clone(), acked.clone(), stop.clone())).collect();
+    let watcher = count_never_goes_down(volume.clone(), stop.clone());
     for _ in 0..KILLS {
         let before = acked.lock().unwrap().len();
         eventually("pings to be answered before the next kill", || async {
