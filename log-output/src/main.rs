@@ -1,10 +1,9 @@
 //! log-output's entry point: `log-output writer` or `log-output reader`.
 
 use std::process::ExitCode;
-
-use anyhow::Context;
 use std::sync::Arc;
 
+use anyhow::Context;
 use counter::CounterFile;
 use log_output::config::Command;
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
@@ -14,8 +13,6 @@ use service_kit::shutdown::shutdown_signal;
 use tokio::net::TcpListener;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The writer's metrics prefix.
-const WRITER: &str = "log_output_writer";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,8 +28,8 @@ async fn start() -> anyhow::Result<()> {
             let listener = TcpListener::bind(("0.0.0.0", config.metrics_port))
                 .await
                 .with_context(|| format!("cannot listen on METRICS_PORT {}", config.metrics_port))?;
-            let mut registry = service_kit::metrics::registry(WRITER, VERSION);
-            let metrics = WriterMetrics::register(registry.sub_registry_with_prefix(WRITER));
+            let (registry, metrics) =
+                service_kit::metrics::registry("log_output_writer", VERSION, WriterMetrics::register);
             Writer::new(log, CounterFile::new(&config.counter_file), metrics)
                 .run_serving_metrics(listener, Arc::new(registry), &config, shutdown_signal())
                 .await?;

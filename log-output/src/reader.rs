@@ -34,8 +34,8 @@ impl ReaderState {
     /// Serves `log`, reporting `version` in its metrics.
     #[must_use]
     pub fn new(log: LogFile, version: &'static str) -> Self {
-        let mut registry = service_kit::metrics::registry("log_output_reader", version);
-        let requests = service_kit::metrics::register_requests(registry.sub_registry_with_prefix("log_output_reader"));
+        let (registry, requests) =
+            service_kit::metrics::registry("log_output_reader", version, service_kit::metrics::register_requests);
         Self { log: Arc::new(log), registry: Arc::new(registry), requests }
     }
 

@@ -41,8 +41,9 @@ impl AppState {
     pub fn open(path: &Path) -> Result<Self, StartError> {
         let file = CounterFile::new(path);
         let writer = CounterWriter::open(file.clone())?;
-        let mut registry = service_kit::metrics::registry("pingpong", env!("CARGO_PKG_VERSION"));
-        let metrics = Arc::new(PingMetrics::register(registry.sub_registry_with_prefix("pingpong")));
+        let (registry, metrics) =
+            service_kit::metrics::registry("pingpong", env!("CARGO_PKG_VERSION"), PingMetrics::register);
+        let metrics = Arc::new(metrics);
         match file.read() {
             Ok(count) => {
                 tracing::info!(path = %path.display(), count, "counter opened");

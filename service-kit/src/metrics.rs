@@ -28,12 +28,11 @@ use prometheus_client::registry::{Registry, Unit};
 /// The media type of the exposition: OpenMetrics 1.0 text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// A registry holding what every process reports:
+/// A service's registry: what every process reports,
 /// `process_start_time_seconds` (now, as seconds since the Unix epoch: call
-/// it at start-up) and `<prefix>_build_info{version="…"}`. The service adds
-/// its own under `registry.sub_registry_with_prefix(prefix)`.
-#[must_use]
-pub fn registry(prefix: &str, version: &'static str) -> Registry {
+/// it at start-up) and `<prefix>_build_info{version="…"}`, and the service's
+/// own metrics, which `register` adds under `prefix` and returns.
+pub fn registry<T>(prefix: &str, version: &'static str, register: impl FnOnce(&mut Registry) -> T) -> (Registry, T) {
     let mut registry = Registry::default();
     let started = Gauge::<f64, AtomicU64>::default();
     started.set(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
@@ -43,12 +42,10 @@ pub fn registry(prefix: &str, version: &'static str) -> Registry {
         Unit::Seconds,
         started,
     );
-    registry.sub_registry_with_prefix(prefix).register(
-        "build",
-        "The version of the running binary",
-        Info::new(vec![("version", version)]),
-    );
-    registry
+    let own = registry.sub_registry_with_prefix(prefix);
+    own.register("build", "The version of the running binary", Info::new(vec![("version", version)]));
+    let metrics = register(own);
+    (registry, metrics)
 }
 
 /// `GET /metrics`: `registry` in the OpenMetrics text format.
@@ -116,8 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_counted_by_route_pattern_and_status() {
-        let mut registry = registry("demo", "1.2.3");
-        let requests = register_requests(registry.sub_registry_with_prefix("demo"));
+        let (registry, requests) = registry("demo", "1.2.3", register_requests);
         let registry = Arc::new(registry);
         let own = Router::new().route("/item/{id}", get(|| async { "item" })).merge(route(Arc::clone(&registry)));
         let app = count_requests(crate::routes::around(own, "/item/N"), requests.clone());
