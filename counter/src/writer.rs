@@ -95,10 +95,8 @@ impl CounterWriter {
 
     /// Steps 1 and 2: the count, and whether the file holds its canonical record.
     fn load(&mut self) -> Result<(u64, bool), CounterError> {
-        let id = match std::fs::symlink_metadata(&self.file.path) {
-            Ok(meta) => Some((meta.dev(), meta.ino())),
-            Err(_) => None, // missing or unreadable: open_checked says which
-        };
+        // Missing or unreadable: open_checked says which.
+        let id = self.file.identity().ok().flatten();
         if id.is_none() || self.current.as_ref().map(|c| c.id) != id {
             self.current = self.file.open_checked(true)?;
         }

@@ -110,3 +110,16 @@ fn two_writers_on_one_file_never_hand_out_a_number_twice() {
     assert_eq!(seen, (0..50).map(|i| i * 2).collect::<Vec<_>>());
     assert_eq!(file.read().unwrap(), 100);
 }
+
+/// The check before every increment (`statx` for the inode alone) agrees with
+/// the identity of the file held open, after a replacement and in place: else
+/// every increment would reopen the file.
+#[test]
+fn the_identity_check_agrees_with_the_open_file() {
+    let (_dir, file, mut writer) = setup();
+    for _ in 0..2 {
+        writer.increment_by(1).unwrap();
+        let held = writer.current.as_ref().map(|c| c.id);
+        assert_eq!(file.identity().unwrap(), held);
+    }
+}
