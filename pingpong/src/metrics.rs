@@ -82,6 +82,9 @@ impl PingMetrics {
     /// A commit counted `pings` pings durably, waiting `flush` for the disk;
     /// the file now holds `count`.
     pub(crate) fn committed(&self, pings: u64, flush: Duration, count: u64) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
         self.commits.inc();
         self.answered.inc_by(pings);
         #[allow(clippy::cast_precision_loss)] // at most 4096
@@ -92,11 +95,17 @@ impl PingMetrics {
 
     /// The file was read and holds `count`.
     pub(crate) fn saw(&self, count: u64) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
         self.count.set(count);
     }
 
     /// A ping got `error` instead of a number.
     pub(crate) fn refused(&self, error: &CommitError) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
         let reason = match error {
             CommitError::Counter(CounterError::Corrupt { .. } | CounterError::NotAFile { .. }) => CORRUPT_FILE,
             CommitError::Counter(CounterError::Io { .. }) => IO_ERROR,
