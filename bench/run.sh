@@ -10,8 +10,9 @@
 #   6. one increment alone: in place, replace-by-rename, Redis's append
 #   7. the cost of metrics: GET /pingpong, 50 connections, this pingpong
 #      (scraped every second) vs the same code built without its `metrics`
-#      feature (recording compiled out), in 10 paired rounds: median of the
-#      pairs' ratios
+#      feature (recording compiled out), and that build against a second copy
+#      of itself (an A/A control: the noise floor), in 10 rounds of the three
+#      (the order rotated): medians of the rounds' ratios
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
 #                               DURATION=seconds per wrk run, default 6)
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-6}
 OUT=bench/out
-PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905
+PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905 CONTROL_PORT=3906
 step() { printf '==> %s\n' "$*" >&2; }
 
 need=()
@@ -105,20 +106,23 @@ for c in 1 4 16 64 256; do
   record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
 done
 
-step "the cost of metrics: /pingpong, 50 connections, with (scraped every second) and without (10 paired rounds)"
-mkdir -p "$OUT/baseline"
+step "the cost of metrics: /pingpong, 50 connections, with (scraped every second), without, and without again (10 rounds)"
+mkdir -p "$OUT/baseline" "$OUT/control"
 COUNTER_FILE=$OUT/baseline/counter.txt PORT=$BASE_PORT RUST_LOG=warn "$BASE_BIN" & pids+=($!)
+COUNTER_FILE=$OUT/control/counter.txt PORT=$CONTROL_PORT RUST_LOG=warn "$BASE_BIN" & pids+=($!)
 wait_http "http://127.0.0.1:$BASE_PORT/readyz"
+wait_http "http://127.0.0.1:$CONTROL_PORT/readyz"
 while :; do curl -fs "http://127.0.0.1:$PP_PORT/metrics" >/dev/null; sleep 1; done & pids+=($!)
-WITHOUT=http://127.0.0.1:$BASE_PORT/pingpong
-wrk_rps 50 2 "$WITHOUT" >/dev/null # warm-up: the file made, the caches warm
-# Short rounds in pairs, the order swapped every round: the disk's speed
-# drifts within a run (seen: a third), and a pair shares the drift.
+declare -A side_url=([metrics]=$PING [baseline]=http://127.0.0.1:$BASE_PORT/pingpong
+  [control]=http://127.0.0.1:$CONTROL_PORT/pingpong)
+for side in baseline control; do wrk_rps 50 2 "${side_url[$side]}" >/dev/null; done # warm-up
+# Short rounds, the order rotated every round: the disk's speed drifts within
+# a run (seen: a third), and a round's three runs share the drift.
+sides=(metrics baseline control)
 for round in $(seq 10); do
-  if ((round % 2)); then order=("$PING" "$WITHOUT"); else order=("$WITHOUT" "$PING"); fi
-  for url in "${order[@]}"; do
-    rps=$(wrk_rps 50 3 "$url")
-    if [[ $url == "$PING" ]]; then side=metrics; else side=baseline; fi
+  for i in 0 1 2; do
+    side=${sides[$(((round + i) % 3))]}
+    rps=$(wrk_rps 50 3 "${side_url[$side]}")
     echo "$rps" >>"$OUT/pp_rps_50_$side"
     record "pp_rps_50_${side}_r$round" "$rps"
   done
