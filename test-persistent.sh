@@ -385,10 +385,10 @@ metrics() {
   pp=$(backend_metrics pingpong 3000) || fail "pingpong's /metrics (port 3000) did not answer" || return 1
   writer=$(backend_metrics log-output 9090) || fail "the writer's /metrics (port 9090) did not answer" || return 1
   reader=$(backend_metrics log-output 8080) || fail "the reader's /metrics (port 8080) did not answer" || return 1
-  count=$(count) gauge=$(metric "$pp" pingpong_count) entries=$(metric "$writer" log_output_writer_entries_appended_total)
-  say "pingpong: pingpong_count $gauge (/pings: $count), pings answered by this pod $(metric "$pp" pingpong_pings_answered_total)"
+  count=$(count) gauge=$(metric "$pp" pingpong_pings) entries=$(metric "$writer" log_output_writer_entries_appended_total)
+  say "pingpong: pingpong_pings $gauge (/pings: $count), pings answered by this pod $(metric "$pp" pingpong_pings_answered_total)"
   say "writer: entries appended $entries; reader: $(grep -c '^log_output_reader_http_requests_total' <<<"$reader") request series"
-  [[ $gauge == "$count" ]] || fail "pingpong_count $gauge is not the count $count" || return 1
+  [[ $gauge == "$count" ]] || fail "pingpong_pings $gauge is not the count $count" || return 1
   ((entries > 0)) || fail "the writer reports no entry appended" || return 1
   grep -q '^log_output_reader_build_info{version="0.1.0"} 1$' <<<"$reader" || fail "the reader's build info is missing" || return 1
 }
@@ -403,7 +403,7 @@ if ((failed == 0)); then
   step "two pingpong pods on one volume under load lose nothing" two_pods_under_load
   step "kill storm: $STORM pod kills under load repeat and lose nothing" kill_storm
   step "containers run as non-root with read-only root filesystems" security
-  step "every process's /metrics answers in its pod; pingpong_count is the count" metrics
+  step "every process's /metrics answers in its pod; pingpong_pings is the count" metrics
 fi
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -12,5 +12,5 @@ if ! command -v strace >/dev/null; then
   echo "==> installing strace"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
 fi
-echo "==> cargo test --test reliability -- --ignored (pingpong and log-output)"
-cargo test -p pingpong -p log-output --test reliability -- --ignored --nocapture
+echo "==> cargo test --test reliability -- --ignored (counter, pingpong and log-output)"
+cargo test -p counter -p pingpong -p log-output --test reliability -- --ignored --nocapture

@@ -3,7 +3,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+use file_kit::FileError;
+
+/// What the counter file is called in messages.
+pub(crate) const WHAT: &str = "counter file";
 
 /// Why the counter could not be read or changed. Cheap to clone, so one failed
 /// group commit can answer every ping that was waiting on it.
@@ -32,20 +36,12 @@ pub enum CounterError {
         kind: &'static str,
     },
     /// A system call failed: disk full, I/O error, read-only volume, permissions.
-    #[error("counter file {}: could not {op}: {cause}", .path.display())]
-    Io {
-        /// The file the call was about.
-        path: PathBuf,
-        /// What we were doing, as a verb phrase.
-        op: &'static str,
-        /// The system's error.
-        cause: Arc<io::Error>,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
 }
 
-impl CounterError {
-    pub(crate) fn io(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> Self {
-        let path = path.to_path_buf();
-        move |e| Self::Io { path, op, cause: Arc::new(e) }
-    }
+/// `map_err` for a failed call of `op` on `path` (the counter file or a sibling).
+pub(crate) fn io_error(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> CounterError {
+    let wrap = FileError::at(WHAT, path, op);
+    move |e| CounterError::Io(wrap(e))
 }

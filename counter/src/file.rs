@@ -6,8 +6,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::CounterError;
-use crate::paths::{dir_of, with_suffix};
+use file_kit::{LockFile, dir_of, sibling};
+
+use crate::error::{CounterError, WHAT, io_error};
 use crate::record;
 
 /// The longest counter file we read: anything longer than a record with some
@@ -18,7 +19,7 @@ pub(crate) const MAX_LEN: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct CounterFile {
     pub(crate) path: PathBuf,
-    pub(crate) lock_path: PathBuf,
+    pub(crate) lock: LockFile,
     pub(crate) tmp_path: PathBuf,
     pub(crate) dir: PathBuf,
 }
@@ -29,7 +30,7 @@ impl CounterFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let dir = dir_of(&path).to_path_buf();
-        Self { lock_path: with_suffix(&path, ".lock"), tmp_path: with_suffix(&path, ".tmp"), dir, path }
+        Self { lock: LockFile::of(WHAT, &path), tmp_path: sibling(&path, ".tmp"), dir, path }
     }
 
     /// The counter file itself.
@@ -47,21 +48,11 @@ impl CounterFile {
     /// # Errors
     /// [`CounterError::Corrupt`], [`CounterError::NotAFile`] or [`CounterError::Io`].
     pub fn read(&self) -> Result<u64, CounterError> {
-        let lock = match open_lock_file(&self.lock_path) {
-            Ok(lock) => Some(lock),
-            Err(_) => match File::open(&self.lock_path) {
-                Ok(lock) => Some(lock),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(CounterError::io(&self.lock_path, "open the lock file")(e)),
-            },
-        };
-        if let Some(lock) = &lock {
-            lock.lock_shared().map_err(CounterError::io(&self.lock_path, "lock the lock file (shared)"))?;
-        }
-        // The lock is released when `lock` is closed, after the read.
+        // The lock is released when `_lock` is closed, after the read.
+        let _lock = self.lock.lock_shared()?;
         let Some(file) = self.open_checked(false)? else { return Ok(0) };
         let mut bytes = Vec::new();
-        (&file.file).take(MAX_LEN + 1).read_to_end(&mut bytes).map_err(CounterError::io(&self.path, "read it"))?;
+        (&file.file).take(MAX_LEN + 1).read_to_end(&mut bytes).map_err(io_error(&self.path, "read it"))?;
         self.parse(&bytes)
     }
 
@@ -71,12 +62,12 @@ impl CounterFile {
     /// # Errors
     /// [`CounterError::Io`] naming the file that could not be written.
     pub fn probe_writable(&self) -> Result<(), CounterError> {
-        open_lock_file(&self.lock_path)?;
+        self.lock.open()?;
         tempfile::Builder::new()
             .prefix(".probe-")
             .tempfile_in(&self.dir)
             .map(drop)
-            .map_err(CounterError::io(&self.path, "create a file in its directory"))
+            .map_err(io_error(&self.path, "create a file in its directory"))
     }
 
     /// Opens the file the path names now, if any, and checks that it is a
@@ -85,7 +76,7 @@ impl CounterFile {
         let meta = match fs::symlink_metadata(&self.path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(CounterError::io(&self.path, "inspect it")(e)),
+            Err(e) => return Err(io_error(&self.path, "inspect it")(e)),
         };
         let kind = meta.file_type();
         if !kind.is_file() {
@@ -103,16 +94,14 @@ impl CounterFile {
             // Replaced between the two calls by a rename or removed: a missing file is 0.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(CounterError::io(&self.path, if write { "open it for writing" } else { "open it" })(e));
+                return Err(io_error(&self.path, if write { "open it for writing" } else { "open it" })(e));
             }
         };
-        let opened = file.metadata().map_err(CounterError::io(&self.path, "inspect it"))?;
+        let opened = file.metadata().map_err(io_error(&self.path, "inspect it"))?;
         if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-            return Err(CounterError::Io {
-                path: self.path.clone(),
-                op: "open it",
-                cause: io::Error::other("it was replaced while it was being opened; try again").into(),
-            });
+            return Err(io_error(&self.path, "open it")(io::Error::other(
+                "it was replaced while it was being opened; try again",
+            )));
         }
         Ok(Some(Opened { file, id: (meta.dev(), meta.ino()) }))
     }
@@ -135,9 +124,9 @@ impl CounterFile {
             Err(rustix::io::Errno::NOSYS) => match fs::symlink_metadata(&self.path) {
                 Ok(meta) => Ok(Some((meta.dev(), meta.ino()))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(CounterError::io(&self.path, "inspect it")(e)),
+                Err(e) => Err(io_error(&self.path, "inspect it")(e)),
             },
-            Err(e) => Err(CounterError::io(&self.path, "inspect it")(e.into())),
+            Err(e) => Err(io_error(&self.path, "inspect it")(e.into())),
         }
     }
 
@@ -157,13 +146,4 @@ impl CounterFile {
 pub(crate) struct Opened {
     pub(crate) file: File,
     pub(crate) id: (u64, u64),
-}
-
-pub(crate) fn open_lock_file(path: &Path) -> Result<File, CounterError> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(CounterError::io(path, "open the lock file for writing"))
 }

@@ -14,10 +14,14 @@
 //! the assumption PostgreSQL makes for its control file (`pg_control`).
 //! A reader that takes no lock (`cat`) may, on ext4, very rarely see a mix of
 //! two records while a write is in flight; readers that must be exact lock.
+//!
+//! The `counter` binary (`counter read FILE`, `counter increment FILE [N]`)
+//! is the same protocol from a shell: an exact read, or an increment by hand;
+//! the protocol's fault tests run it under strace.
 
+mod disk;
 mod error;
 mod file;
-pub mod paths;
 pub mod record;
 mod writer;
 

@@ -2,27 +2,31 @@
 //!
 //! Under an exclusive `flock` on `<COUNTER_FILE>.lock`, per increment:
 //! 1. check that the file open is the one the path names now (same device and
-//!    inode), else reopen it: a person or another process may have replaced it;
-//! 2. read the count from it (another process may have changed it);
+//!    inode, asked of `statx` for the inode alone), else reopen it: a person
+//!    or another process may have replaced it;
+//! 2. read the count from it (`pread`; another process may have changed it);
 //! 3. if it holds the canonical record, write the new record in place with one
 //!    `pwrite` at offset 0 and `fdatasync`: the size never changes, so nothing
 //!    but the data block is flushed; otherwise (no file yet, a hand-written
 //!    count) write the record to a temp file, `fdatasync` it, rename it over
 //!    the counter file and fsync the directory;
 //! 4. unlock; only then may the caller answer.
+//!
+//! In the steady state that is `flock`, `statx`, `pread`, `pwrite`,
+//! `fdatasync`, `flock(LOCK_UN)`: one device flush per increment.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::{Duration, Instant};
 
-use crate::error::CounterError;
-use crate::file::{CounterFile, MAX_LEN, Opened, open_lock_file};
+use crate::disk::{Disk, Real};
+use crate::error::{CounterError, io_error};
+use crate::file::{CounterFile, MAX_LEN, Opened};
 use crate::record;
 
 /// A counter file opened for durable increments. Keeps the lock file, the
 /// directory and the counter file open between increments, so that the common
-/// case costs lock, `pread`, `pwrite`, `fdatasync`, unlock.
+/// case costs lock, `statx`, `pread`, `pwrite`, `fdatasync`, unlock.
 #[derive(Debug)]
 pub struct CounterWriter {
     file: CounterFile,
@@ -30,6 +34,7 @@ pub struct CounterWriter {
     dir: File,
     current: Option<Opened>,
     last_flush: Duration,
+    disk: Box<dyn Disk>,
 }
 
 impl CounterWriter {
@@ -38,10 +43,20 @@ impl CounterWriter {
     /// # Errors
     /// [`CounterError::Io`] when the directory cannot be made or written.
     pub fn open(file: CounterFile) -> Result<Self, CounterError> {
-        std::fs::create_dir_all(&file.dir).map_err(CounterError::io(&file.path, "create its directory"))?;
-        let lock = open_lock_file(&file.lock_path)?;
-        let dir = File::open(&file.dir).map_err(CounterError::io(&file.path, "open its directory"))?;
-        Ok(Self { file, lock, dir, current: None, last_flush: Duration::ZERO })
+        Self::open_on(file, Box::new(Real))
+    }
+
+    pub(crate) fn open_on(file: CounterFile, disk: Box<dyn Disk>) -> Result<Self, CounterError> {
+        std::fs::create_dir_all(&file.dir).map_err(io_error(&file.path, "create its directory"))?;
+        let lock = file.lock.open()?;
+        let dir = File::open(&file.dir).map_err(io_error(&file.path, "open its directory"))?;
+        Ok(Self { file, lock, dir, current: None, last_flush: Duration::ZERO, disk })
+    }
+
+    /// The counter file this writer increments.
+    #[must_use]
+    pub fn file(&self) -> &CounterFile {
+        &self.file
     }
 
     /// Adds `n` to the count durably and returns the count before: the caller
@@ -79,16 +94,16 @@ impl CounterWriter {
         shared: bool,
         f: impl FnOnce(&mut Self) -> Result<T, CounterError>,
     ) -> Result<T, CounterError> {
-        let lock_path = &self.file.lock_path;
+        let lock_path = self.file.lock.path();
         let locked = if shared { self.lock.lock_shared() } else { self.lock.lock() };
-        locked.map_err(CounterError::io(lock_path, "lock the lock file"))?;
+        locked.map_err(io_error(lock_path, "lock the lock file"))?;
         let result = f(self);
         // Unlock explicitly (closing would too) to keep the descriptor for the
         // next increment. flock(LOCK_UN) on an open descriptor does not fail in
         // practice; if it did, the value is durable all the same, so say so in
         // the log rather than refuse pings that are already on disk.
         if let Err(e) = self.lock.unlock() {
-            tracing::error!(path = %self.file.lock_path.display(), cause = %e, "could not unlock the counter lock file");
+            tracing::error!(path = %self.file.lock.path().display(), cause = %e, "could not unlock the counter lock file");
         }
         result
     }
@@ -108,7 +123,7 @@ impl CounterWriter {
                 Ok(0) => break,
                 Ok(read) => len += read,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(CounterError::io(&self.file.path, "read it")(e)),
+                Err(e) => return Err(io_error(&self.file.path, "read it")(e)),
             }
         }
         let count = self.file.parse(&bytes[..len])?;
@@ -121,26 +136,25 @@ impl CounterWriter {
             path: self.file.path.clone(),
             reason: format!("adding {n} to {old} would pass the largest count"),
         })?;
-        self.last_flush = match (&self.current, canonical) {
-            (Some(current), true) => self.overwrite(&current.file, old, new)?,
-            _ => self.replace(old, new)?,
-        };
+        self.last_flush = if canonical { self.overwrite(old, new)? } else { self.replace(old, new)? };
         Ok(old)
     }
 
     /// Step 3, in place: one `pwrite` of the whole record, one `fdatasync`
     /// (whose duration it returns).
-    fn overwrite(&self, file: &File, old: u64, new: u64) -> Result<Duration, CounterError> {
+    fn overwrite(&mut self, old: u64, new: u64) -> Result<Duration, CounterError> {
+        let Some(current) = &self.current else { return self.replace(old, new) };
         let path = &self.file.path;
         let mut flushed = Duration::ZERO;
-        let written = file
-            .write_all_at(&record::format(new), 0)
-            .map_err(CounterError::io(path, "write it in place"))
+        let written = self
+            .disk
+            .write_at(&current.file, &record::format(new), 0)
+            .map_err(io_error(path, "write it in place"))
             // A failed flush is final: the page may be marked clean after a
             // writeback error, so a retry could report success for lost data.
             .and_then(|()| {
                 let started = Instant::now();
-                let synced = file.sync_data().map_err(CounterError::io(path, "fdatasync it"));
+                let synced = self.disk.sync_data(&current.file).map_err(io_error(path, "fdatasync it"));
                 flushed = started.elapsed();
                 synced
             });
@@ -148,7 +162,10 @@ impl CounterWriter {
             // The page cache may hold the new record: put the old one back so
             // the count stays what was acknowledged. If that fails too, the
             // numbers old..new are skipped (never repeated): the safe direction.
-            let restored = file.write_all_at(&record::format(old), 0).and_then(|()| file.sync_data());
+            let restored = self
+                .disk
+                .write_at(&current.file, &record::format(old), 0)
+                .and_then(|()| self.disk.sync_data(&current.file));
             if restored.is_err() {
                 tracing::error!(path = %path.display(), old, new, "could not restore the counter after a failed write; numbers may be skipped");
             }
@@ -167,28 +184,27 @@ impl CounterWriter {
             .create(true)
             .truncate(true)
             .open(tmp)
-            .map_err(CounterError::io(tmp, "create the temp file"))?;
-        out.write_all(&record::format(new)).map_err(CounterError::io(tmp, "write the temp file"))?;
+            .map_err(io_error(tmp, "create the temp file"))?;
+        self.disk.write(&mut out, &record::format(new)).map_err(io_error(tmp, "write the temp file"))?;
         let started = Instant::now();
-        out.sync_data().map_err(CounterError::io(tmp, "fsync the temp file"))?;
+        self.disk.sync_data(&out).map_err(io_error(tmp, "fsync the temp file"))?;
         let mut flushed = started.elapsed();
-        std::fs::rename(tmp, &self.file.path)
-            .map_err(CounterError::io(&self.file.path, "rename the temp file over it"))?;
+        self.disk.rename(tmp, &self.file.path).map_err(io_error(&self.file.path, "rename the temp file over it"))?;
         let started = Instant::now();
-        let dir_synced = self.dir.sync_all();
+        let dir_synced = self.disk.sync_dir(&self.dir);
         flushed += started.elapsed();
         if let Err(e) = dir_synced {
             // The rename happened but may not survive a power loss, so the
             // pings are refused: put the old count back (in place, the file is
             // now canonical), as `overwrite` does.
-            let restored = out.write_all_at(&record::format(old), 0).and_then(|()| out.sync_data());
+            let restored = self.disk.write_at(&out, &record::format(old), 0).and_then(|()| self.disk.sync_data(&out));
             if restored.is_err() {
                 tracing::error!(path = %self.file.path.display(), old, new, "could not restore the counter after a failed directory fsync; numbers may be skipped");
             }
             self.current = None;
-            return Err(CounterError::io(&self.file.path, "fsync its directory")(e));
+            return Err(io_error(&self.file.path, "fsync its directory")(e));
         }
-        let meta = out.metadata().map_err(CounterError::io(&self.file.path, "inspect it"))?;
+        let meta = out.metadata().map_err(io_error(&self.file.path, "inspect it"))?;
         self.current = Some(Opened { file: out, id: (meta.dev(), meta.ino()) });
         Ok(flushed)
     }

@@ -29,6 +29,9 @@ pub struct WriterConfig {
     pub log_file: PathBuf,
     /// `COUNTER_FILE`, default `files/pingpong_counter.txt`.
     pub counter_file: PathBuf,
+    /// `PINGPONG_URL` (`http://pingpong-svc:2345`): when set, the count comes
+    /// from `GET $PINGPONG_URL/pings` instead of `COUNTER_FILE`.
+    pub pingpong_url: Option<String>,
     /// `WRITE_INTERVAL_MS`, default 5000, never 0.
     pub interval: Duration,
     /// `HEARTBEAT_FILE`, unset by default: touched on every turn of the loop.
@@ -72,6 +75,19 @@ fn interval() -> Result<Duration, EnvError> {
     Ok(Duration::from_millis(ms.get()))
 }
 
+/// `PINGPONG_URL`: an `http://` URL (no path, or `/`), or unset.
+fn pingpong_url() -> Result<Option<String>, EnvError> {
+    const EXPECTED: &str = "an http:// URL of pingpong, such as http://pingpong-svc:2345";
+    let Some(value) = std::env::var_os("PINGPONG_URL") else { return Ok(None) };
+    let value = value.to_string_lossy().trim().to_owned();
+    let rest = value.strip_prefix("http://").unwrap_or("");
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+        return Err(EnvError { name: "PINGPONG_URL", expected: EXPECTED, value });
+    }
+    Ok(Some(format!("http://{host}")))
+}
+
 fn optional_path(name: &'static str) -> Result<Option<PathBuf>, EnvError> {
     if std::env::var_os(name).is_none() {
         return Ok(None);
@@ -94,6 +110,7 @@ impl Command {
             Some("writer") => Ok(Self::Writer(WriterConfig {
                 log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
                 counter_file: path_or("COUNTER_FILE", counter::DEFAULT_PATH)?,
+                pingpong_url: pingpong_url()?,
                 interval: interval()?,
                 heartbeat: optional_path("HEARTBEAT_FILE")?,
                 metrics_port: parsed_or("METRICS_PORT", 9090, "a port number from 0 to 65535")?,

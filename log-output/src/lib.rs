@@ -1,15 +1,14 @@
 //! log-output: a writer that appends timestamped entries with the ping count
-//! to a shared log, and a reader that serves it. One image, two containers.
+//! to a log, and a reader that serves it. One image, two containers; each a
+//! [`service_kit::Service`].
 
 pub mod config;
+pub mod count_source;
 pub mod entry;
-pub mod error;
 pub mod heartbeat;
 pub mod log_file;
 pub mod metrics;
 pub mod reader;
 pub mod writer;
 
-pub use crate::error::Error;
-pub use crate::reader::{ReaderState, app, run};
 pub use crate::writer::Writer;

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use counter::paths::{dir_of, with_suffix};
+use file_kit::{FileError, LockFile, dir_of, sibling, sync_dir};
 
 use crate::entry::{Entry, last_complete_entries};
 
@@ -31,23 +31,16 @@ pub struct Appended {
 /// is about 80 bytes. The piece is doubled until it holds the entries.
 const READ_PER_ENTRY: u64 = 128;
 
-/// A failed system call on the log, with the file and what was being done:
-/// the one message the writer logs and the reader answers.
-#[derive(Debug, thiserror::Error)]
-#[error("log file {}: could not {op}: {cause}", .path.display())]
-pub struct LogError {
-    /// The file the call was about (the log, its rotated copy, its lock, its directory).
-    pub path: PathBuf,
-    /// What was being done, as a verb phrase.
-    pub op: &'static str,
-    /// The system's error.
-    pub cause: io::Error,
-}
+/// A failed system call on the log (or its rotated copy, lock or
+/// directory), naming the file and what was being done: the one message the
+/// writer logs and the reader answers.
+pub type LogError = FileError;
 
-/// Adds the file and the operation to an `io::Error`.
+/// What the log is called in messages.
+const WHAT: &str = "log file";
+
 fn at(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> LogError {
-    let path = path.to_path_buf();
-    move |cause| LogError { path, op, cause }
+    FileError::at(WHAT, path, op)
 }
 
 /// The log's two files and its size limit.
@@ -55,7 +48,7 @@ fn at(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> LogError {
 pub struct LogFile {
     path: PathBuf,
     rotated: PathBuf,
-    lock: PathBuf,
+    lock: LockFile,
     max_bytes: u64,
 }
 
@@ -64,7 +57,7 @@ impl LogFile {
     #[must_use]
     pub fn new(path: impl Into<PathBuf>, max_bytes: u64) -> Self {
         let path = path.into();
-        Self { rotated: with_suffix(&path, ".1"), lock: with_suffix(&path, ".lock"), path, max_bytes }
+        Self { rotated: sibling(&path, ".1"), lock: LockFile::of(WHAT, &path), path, max_bytes }
     }
 
     /// The current log file.
@@ -96,10 +89,6 @@ impl LogFile {
             .map_err(at(&self.path, "open it for appending"))
     }
 
-    fn sync_dir(&self) -> Result<(), LogError> {
-        File::open(self.dir()).and_then(|dir| dir.sync_all()).map_err(at(self.dir(), "fsync the log's directory"))
-    }
-
     /// Appends one entry durably (written in one call, then fsync'd),
     /// rotating first if the log would pass its limit. Holds an exclusive
     /// lock on `LOG_FILE.lock` while it does.
@@ -110,21 +99,16 @@ impl LogFile {
     pub fn append(&self, entry: &Entry) -> Result<Appended, LogError> {
         // Two writers overlap during a rolling update; the lock (on a stable
         // file, as the log itself is renamed) keeps them from rotating twice
-        // and so dropping the previous `LOG_FILE.1`. Released when closed.
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.lock)
-            .map_err(at(&self.lock, "open the lock file"))?;
-        lock.lock().map_err(at(&self.lock, "lock the lock file"))?;
+        // and so dropping the previous `LOG_FILE.1`, and keeps readers from
+        // reading across a rotation. Released when closed.
+        let _lock = self.lock.lock_exclusive()?;
         let text = entry.to_string();
         let mut file = self.open_for_append()?;
         let mut len = file.metadata().map_err(at(&self.path, "inspect it"))?.len();
         let rotated = len > 0 && len + text.len() as u64 > self.max_bytes;
         if rotated {
             fs::rename(&self.path, &self.rotated).map_err(at(&self.path, "rotate it (rename it to LOG_FILE.1)"))?;
-            self.sync_dir()?;
+            sync_dir(WHAT, self.dir())?;
             file = self.open_for_append()?;
             len = file.metadata().map_err(at(&self.path, "inspect it"))?.len();
         }
@@ -141,17 +125,21 @@ impl LogFile {
         file.sync_data().map_err(at(&self.path, "fsync it"))?;
         if len == 0 {
             // A new file: make its name durable too.
-            self.sync_dir()?;
+            sync_dir(WHAT, self.dir())?;
         }
         Ok(Appended { rotated })
     }
 
     /// The last `n` complete entries, oldest first, reading from the end of
-    /// the log and, if it holds fewer, of the rotated one.
+    /// the log and, if it holds fewer, of the rotated one. Both are read under
+    /// the log's lock, shared, so a rotation cannot fall between the two
+    /// reads (which would return the rotated entries twice).
     ///
     /// # Errors
-    /// A file exists but cannot be read. Missing files hold no entries.
+    /// A file exists but cannot be read, or the lock not taken. Missing files
+    /// hold no entries.
     pub fn tail(&self, n: usize) -> Result<Vec<Entry>, LogError> {
+        let _lock = self.lock.lock_shared()?;
         let mut entries = last_entries(&self.path, n).map_err(at(&self.path, "read it"))?;
         if entries.len() < n {
             let mut older = last_entries(&self.rotated, n - entries.len()).map_err(at(&self.rotated, "read it"))?;
@@ -208,8 +196,44 @@ fn last_entries(path: &Path, n: usize) -> io::Result<Vec<Entry>> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
     use uuid::Uuid;
+
+    /// A log rotating every few entries, appended to without pause, read by
+    /// tails meanwhile: no tail holds an entry twice. Without the shared lock
+    /// a rotation between reading `output.log` and `output.log.1` returns
+    /// the rotated entries twice (seen within a few hundred tails).
+    #[test]
+    fn a_tail_read_during_rotations_never_repeats_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(LogFile::new(dir.path().join("output.log"), 400));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let id = Uuid::new_v4();
+                let mut count = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = log.append(&Entry::now(id, count)).unwrap();
+                    count += 1;
+                }
+                count
+            })
+        };
+        let mut tails = 0;
+        while tails < 2000 {
+            let counts: Vec<u64> = log.tail(8).unwrap().iter().map(|e| e.count).collect();
+            let distinct: HashSet<&u64> = counts.iter().collect();
+            assert_eq!(distinct.len(), counts.len(), "tail {tails} repeats an entry: {counts:?}");
+            tails += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 100, "the writer ran meanwhile");
+    }
 
     fn entries(count: u64) -> Vec<Entry> {
         let id = Uuid::new_v4();

@@ -1,6 +1,6 @@
 //! The writer's metrics (`log_output_writer_*`, served on `METRICS_PORT`):
-//! entries appended, appends failed, rotations, and when the last append
-//! was. The reader's are service-kit's requests by route and status.
+//! entries appended, appends failed (by reason), rotations, and when the
+//! last append was. The reader's are the kit's requests by route and status.
 
 use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,7 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::error::Error;
+use crate::count_source::CountError;
+use crate::writer::WriterError;
 
 /// Why an entry was not appended, as the `reason` label says it.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +24,8 @@ struct Failure {
 /// The counter file could not be read (corrupt, missing directory…): the
 /// entry is skipped rather than carry an invented count.
 const COUNTER_UNREADABLE: &str = "counter_unreadable";
+/// pingpong (`PINGPONG_URL`) gave no count in time: the entry is skipped.
+const PINGPONG_UNREACHABLE: &str = "pingpong_unreachable";
 /// The log could not be written (disk full, read-only volume…).
 const LOG_WRITE: &str = "log_write";
 
@@ -40,7 +43,7 @@ impl WriterMetrics {
     /// carry the `log_output_writer` prefix).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
-        for reason in [COUNTER_UNREADABLE, LOG_WRITE] {
+        for reason in [COUNTER_UNREADABLE, PINGPONG_UNREACHABLE, LOG_WRITE] {
             let _ = metrics.failed.get_or_create(&Failure { reason });
         }
         registry.register("entries_appended", "Entries appended to the log", metrics.appended.clone());
@@ -66,8 +69,12 @@ impl WriterMetrics {
     }
 
     /// A turn appended nothing because of `error`.
-    pub(crate) fn failed(&self, error: &Error) {
-        let reason = if matches!(error, Error::Counter(_)) { COUNTER_UNREADABLE } else { LOG_WRITE };
+    pub(crate) fn failed(&self, error: &WriterError) {
+        let reason = match error {
+            WriterError::Count(CountError::Pingpong { .. }) => PINGPONG_UNREACHABLE,
+            WriterError::Count(CountError::File(_) | CountError::Panicked) => COUNTER_UNREADABLE,
+            WriterError::Log(_) | WriterError::Panicked => LOG_WRITE,
+        };
         self.failed.get_or_create(&Failure { reason }).inc();
     }
 

@@ -1,79 +1,85 @@
-//! The reader: serves the latest entry and the tail of the log over HTTP.
+//! The reader: serves the latest entry and the tail of the log over HTTP, a
+//! kit service with no worker; ready while the log can be read.
 
-use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use service_kit::metrics::Requests;
-use tokio::net::TcpListener;
+use service_kit::Service;
 
+use crate::config::ReaderConfig;
 use crate::entry::Entry;
-use crate::error::Error;
-use crate::log_file::LogFile;
+use crate::log_file::{DEFAULT_MAX_BYTES, LogError, LogFile};
 
 /// `GET /log` without `tail`.
 pub const DEFAULT_TAIL: usize = 10;
 /// The most entries `GET /log` returns (about 80 KiB).
 pub const MAX_TAIL: usize = 1000;
 
-/// What the reader's handlers share.
-#[derive(Debug, Clone)]
-pub struct ReaderState {
-    log: Arc<LogFile>,
-    registry: Arc<Registry>,
-    requests: Requests,
+/// What a reader's request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    /// The log holds no complete entry yet (the writer has not started).
+    #[error("no log entry yet: {} holds none; the writer adds one at start-up", .0.display())]
+    NoEntryYet(PathBuf),
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// `tail` out of range: the client's mistake.
+    #[error("tail must be a whole number from 1 to {max}, got {got:?}")]
+    BadTail {
+        /// What was asked.
+        got: String,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// The read's blocking task panicked (a bug).
+    #[error("internal error: the read task failed")]
+    Panicked,
 }
 
-impl ReaderState {
-    /// Serves `log`, reporting `version` in its metrics.
-    #[must_use]
-    pub fn new(log: LogFile, version: &'static str) -> Self {
-        let (registry, requests) =
-            service_kit::metrics::registry("log_output_reader", version, service_kit::metrics::register_requests);
-        Self { log: Arc::new(log), registry: Arc::new(registry), requests }
+impl IntoResponse for ReaderError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::BadTail { .. } => StatusCode::BAD_REQUEST,
+            Self::NoEntryYet(_) | Self::Log(_) | Self::Panicked => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        service_kit::error_response(status, &self)
     }
-
-    async fn tail(&self, n: usize) -> Result<Vec<Entry>, Error> {
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.tail(n).map_err(Error::from))
-            .await
-            .map_err(|_| Error::TaskFailed("read"))?
-    }
 }
 
-/// The reader's routes, without a socket.
-pub fn app(state: ReaderState) -> Router {
-    let own = Router::new()
-        .route("/", get(latest))
-        .route("/log", get(log))
-        .route("/readyz", get(readyz))
-        .merge(service_kit::metrics::route(Arc::clone(&state.registry)));
-    let all = service_kit::routes::around(own, "/, /log?tail=N, /metrics, /healthz or /readyz");
-    service_kit::metrics::count_requests(all, state.requests.clone()).with_state(state)
+/// The reader on `log`.
+#[must_use]
+pub fn service(log: LogFile) -> Service {
+    let log = Arc::new(log);
+    let mut service = Service::new("log_output_reader", env!("CARGO_PKG_VERSION"));
+    let ready = Arc::clone(&log);
+    service
+        .route("/", get(latest).with_state(Arc::clone(&log)))
+        .route("/log?tail=N", get(tail).with_state(log))
+        .readiness(move || readyz(Arc::clone(&ready)));
+    service
 }
 
-/// Serves [`app`] until `shutdown` completes, then finishes requests in flight.
-///
-/// # Errors
-/// The listener's address cannot be read.
-pub async fn run(
-    listener: TcpListener,
-    state: ReaderState,
-    shutdown: impl Future<Output = ()> + Send,
-) -> std::io::Result<()> {
-    service_kit::serve::Server::new(listener).serve(app(state), shutdown).await
+/// The reader as `config` says.
+#[must_use]
+pub fn from_config(config: &ReaderConfig) -> Service {
+    service(LogFile::new(&config.log_file, DEFAULT_MAX_BYTES))
+}
+
+async fn last(log: &Arc<LogFile>, n: usize) -> Result<Vec<Entry>, ReaderError> {
+    let log = Arc::clone(log);
+    tokio::task::spawn_blocking(move || log.tail(n)).await.map_err(|_| ReaderError::Panicked)?.map_err(Into::into)
 }
 
 /// `GET /`: the latest complete entry, its two lines.
-async fn latest(State(state): State<ReaderState>) -> Result<String, Error> {
-    let entries = state.tail(1).await?;
-    entries.last().map(ToString::to_string).ok_or_else(|| Error::NoEntryYet(state.log.path().to_path_buf()))
+async fn latest(State(log): State<Arc<LogFile>>) -> Result<String, ReaderError> {
+    let entries = last(&log, 1).await?;
+    entries.last().map(ToString::to_string).ok_or_else(|| ReaderError::NoEntryYet(log.path().to_path_buf()))
 }
 
 /// Taken as text and parsed here, so that `tail=abc` gets the same sentence as
@@ -85,27 +91,24 @@ struct TailQuery {
 
 /// `GET /log?tail=N`: the last N entries, oldest first (default
 /// [`DEFAULT_TAIL`], at most [`MAX_TAIL`]).
-async fn log(State(state): State<ReaderState>, Query(query): Query<TailQuery>) -> Result<String, Error> {
+async fn tail(State(log): State<Arc<LogFile>>, Query(query): Query<TailQuery>) -> Result<String, ReaderError> {
     let n = match query.tail {
         None => DEFAULT_TAIL,
         Some(text) => match text.parse() {
             Ok(n) if (1..=MAX_TAIL).contains(&n) => n,
-            _ => return Err(Error::BadTail { got: text, max: MAX_TAIL }),
+            _ => return Err(ReaderError::BadTail { got: text, max: MAX_TAIL }),
         },
     };
-    Ok(state.tail(n).await?.iter().map(ToString::to_string).collect())
+    Ok(last(&log, n).await?.iter().map(ToString::to_string).collect())
 }
 
-/// `GET /readyz`: ready when the log exists and can be read.
-async fn readyz(State(state): State<ReaderState>) -> impl IntoResponse {
-    let log = Arc::clone(&state.log);
+/// Readiness: the log exists and can be read.
+async fn readyz(log: Arc<LogFile>) -> Result<(), String> {
+    let path = log.path().display().to_string();
     match tokio::task::spawn_blocking(move || log.exists_readable()).await {
-        Ok(Ok(true)) => (StatusCode::OK, "ready".to_owned()),
-        Ok(Ok(false)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: log file {} does not exist yet\n", state.log.path().display()),
-        ),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check failed\n".to_owned()),
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(format!("log file {path} does not exist yet")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the check failed".into()),
     }
 }

@@ -36,7 +36,7 @@ async fn scrape_with_the_log(volume: &Volume, url: &str) -> (Scrape, usize) {
 async fn the_writers_counters_match_its_log() {
     let volume = Volume::new();
     volume.set_count("7\n");
-    let writer = volume.writer("50");
+    let writer = volume.writer(50);
     let url = writer.url("/metrics");
     eventually("five entries", || async { (entries_in_log(&volume) >= 5).then_some(()) }).await;
     let (metrics, in_log) = scrape_with_the_log(&volume, &url).await;
@@ -70,7 +70,7 @@ async fn the_writers_counters_match_its_log() {
 async fn the_reader_counts_requests_by_route_and_status() {
     let volume = Volume::new();
     volume.set_count("1\n");
-    let writer = volume.writer("5000");
+    let writer = volume.writer(5000);
     let reader = volume.reader();
     eventually("the first entry", || async { (get(&reader.url("/")).await.0 == 200).then_some(()) }).await;
     let before = scrape(&reader.url("/metrics")).await;
@@ -94,4 +94,19 @@ async fn the_reader_counts_requests_by_route_and_status() {
     assert_eq!(requests(&after, "/metrics", "200"), 1.0, "the first scrape: {after}");
     assert_eq!(after.value("log_output_reader_build_info", &[("version", VERSION)]), 1.0);
     drop(writer);
+}
+
+/// `promtool check metrics` finds nothing in what a plain client gets from
+/// the writer and the reader (the classic text format), once each has
+/// samples.
+#[tokio::test]
+#[ignore = "needs promtool: run by ./test-metrics.sh"]
+async fn promtool_finds_nothing_to_lint() {
+    let volume = Volume::new();
+    volume.set_count("1\n");
+    let writer = volume.writer(20);
+    let reader = volume.reader();
+    eventually("the first entry", || async { (get(&reader.url("/")).await.0 == 200).then_some(()) }).await;
+    testkit::metrics::promtool_check(&writer.url("/metrics")).await;
+    testkit::metrics::promtool_check(&reader.url("/metrics")).await;
 }

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use testkit::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
@@ -18,7 +17,7 @@ mod support;
 async fn the_reader_serves_the_latest_entry_in_the_course_format_with_the_current_count() {
     let volume = Volume::new();
     volume.set_count("3\n");
-    let _writer = volume.writer("20");
+    let _writer = volume.writer(20);
     let reader = volume.reader();
     let body = eventually("a first entry", || async {
         let (status, body) = get(&reader.url("/")).await;
@@ -35,7 +34,7 @@ async fn the_reader_serves_the_latest_entry_in_the_course_format_with_the_curren
 async fn the_uuid_is_constant_within_a_life_and_new_after_a_restart_and_history_survives() {
     let volume = Volume::new();
     let reader = volume.reader();
-    let mut writer = volume.writer("20");
+    let mut writer = volume.writer(20);
     let first_life = eventually("three entries", || async {
         let (status, body) = get(&reader.url("/log?tail=3")).await;
         let found = if status == 200 { entries(&body) } else { Vec::new() };
@@ -45,7 +44,7 @@ async fn the_uuid_is_constant_within_a_life_and_new_after_a_restart_and_history_
     let old_id = first_life[0].0.clone();
     assert!(first_life.iter().all(|(id, count)| *id == old_id && *count == 0), "{first_life:?}");
     writer.kill();
-    let _writer = volume.writer("20");
+    let _writer = volume.writer(20);
     let ids = eventually("an entry of the new life", || async {
         let ids: Vec<String> = entries(&get(&reader.url("/log?tail=1000")).await.1).into_iter().map(|e| e.0).collect();
         (ids.last() != Some(&old_id)).then_some(ids)
@@ -60,7 +59,7 @@ async fn the_uuid_is_constant_within_a_life_and_new_after_a_restart_and_history_
 async fn a_corrupt_counter_skips_entries_instead_of_inventing_a_count() {
     let volume = Volume::new();
     volume.set_count("12abc");
-    let writer = volume.writer("20");
+    let writer = volume.writer(20);
     let reader = volume.reader();
     eventually("the skipped entry to be logged", || async { writer.stderr().contains("entry skipped").then_some(()) })
         .await;
@@ -107,12 +106,12 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
 #[tokio::test]
 async fn sigterm_stops_writer_and_reader_with_exit_0() {
     let volume = Volume::new();
-    let mut writer = volume.writer("10");
+    let mut writer = volume.writer(10);
     let mut reader = volume.reader();
     eventually("a first entry", || async { (get(&reader.url("/")).await.0 == 200).then_some(()) }).await;
     for service in [&mut writer, &mut reader] {
         service.signal(Signal::SIGTERM);
-        let status = service.wait_exit(Duration::from_secs(5)).expect("exits within 5 s");
+        let status = service.wait_exit(Duration::from_secs(5)).await.expect("exits within 5 s");
         assert!(status.success(), "exit status {status}");
     }
     let log = fs::read_to_string(&volume.log).unwrap();
@@ -129,13 +128,12 @@ async fn the_alive_probe_passes_while_the_writer_loop_turns_and_fails_once_it_st
     let beat = heartbeat.to_str().unwrap();
     let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
     assert!(!status.success() && stderr.contains("no heartbeat"), "{stderr}");
-    let interval = PathBuf::from("20");
-    let writer = Service::start(
-        BIN,
-        &["writer"],
-        &[("LOG_FILE", &volume.log), ("WRITE_INTERVAL_MS", &interval), ("HEARTBEAT_FILE", &heartbeat)],
-        false,
-    );
+    let writer = Service::command(BIN)
+        .arg("writer")
+        .env("LOG_FILE", &volume.log)
+        .env("WRITE_INTERVAL_MS", "20")
+        .env("HEARTBEAT_FILE", &heartbeat)
+        .start();
     eventually("the first heartbeat", || async { heartbeat.exists().then_some(()) }).await;
     let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
     assert!(status.success(), "{stderr}");

@@ -10,7 +10,7 @@ mod support;
 async fn a_reader_never_sees_half_an_entry() {
     let volume = Volume::new();
     volume.set_count("123456");
-    let _writer = volume.writer("1");
+    let _writer = volume.writer(1);
     let reader = volume.serve_reader().await;
     let url = |path: &str| format!("http://{reader}{path}");
     eventually("a first entry", || async { (get(&url("/")).await.0 == 200).then_some(()) }).await;

@@ -2,7 +2,6 @@
 //! binary. Needs strace; run with `./test-reliability.sh` (CI does).
 
 use std::fs;
-use std::path::PathBuf;
 
 use log_output::entry::last_complete_entries;
 use testkit::{Service, eventually};
@@ -21,9 +20,13 @@ async fn injected_enospc_and_eio_on_the_log_skip_one_entry_and_tear_none() {
         let counter = dir.path().join("pingpong_counter.txt");
         fs::write(&counter, "7").unwrap();
         let inject = format!("inject={syscall}:error={errno}:when=2");
-        let interval = PathBuf::from("20");
-        let env = [("LOG_FILE", log.as_path()), ("COUNTER_FILE", &counter), ("WRITE_INTERVAL_MS", &interval)];
-        let writer = Service::start_under_strace(BIN, &["writer"], &env, &log, &inject, false);
+        let writer = Service::command(BIN)
+            .arg("writer")
+            .env("LOG_FILE", &log)
+            .env("COUNTER_FILE", &counter)
+            .env("WRITE_INTERVAL_MS", "20")
+            .under_strace(&log, &inject)
+            .start();
         let case = format!("{errno} on {syscall} of the log");
         eventually(&format!("{case}: three entries after the failure"), || async {
             let text = fs::read(&log).ok()?;
@@ -54,9 +57,12 @@ async fn a_failed_rotation_loses_nothing_and_the_next_one_succeeds() {
             .repeat(log_output::log_file::DEFAULT_MAX_BYTES as usize / 80);
         fs::write(&log, &old).unwrap();
         let inject = format!("inject=rename:error={errno}:when=1");
-        let interval = PathBuf::from("20");
-        let env = [("LOG_FILE", log.as_path()), ("WRITE_INTERVAL_MS", &interval)];
-        let writer = Service::start_under_strace(BIN, &["writer"], &env, &log, &inject, false);
+        let writer = Service::command(BIN)
+            .arg("writer")
+            .env("LOG_FILE", &log)
+            .env("WRITE_INTERVAL_MS", "20")
+            .under_strace(&log, &inject)
+            .start();
         let case = format!("{errno} on the rotation's rename");
         eventually(&format!("{case}: an entry in the new log"), || async {
             let text = fs::read(&log).ok()?;

@@ -9,8 +9,15 @@ use service_kit::env::{EnvError, parsed_or, path_or};
 pub struct Config {
     /// `PORT`: where to listen on `0.0.0.0`.
     pub port: u16,
-    /// `COUNTER_FILE`: the durable count, on the shared volume.
-    pub counter_file: PathBuf,
+    /// Where the count lives.
+    pub store: StoreConfig,
+}
+
+/// Where the count lives.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// `COUNTER_FILE`: the counter file on the shared volume.
+    File(PathBuf),
 }
 
 impl Config {
@@ -22,7 +29,13 @@ impl Config {
     pub fn from_env() -> Result<Self, EnvError> {
         Ok(Self {
             port: parsed_or("PORT", 3000, "a port number from 0 to 65535")?,
-            counter_file: path_or("COUNTER_FILE", counter::DEFAULT_PATH)?,
+            store: StoreConfig::File(path_or("COUNTER_FILE", counter::DEFAULT_PATH)?),
         })
+    }
+
+    /// The file store on `path`, on port 0 (for tests).
+    #[must_use]
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self { port: 0, store: StoreConfig::File(path.into()) }
     }
 }

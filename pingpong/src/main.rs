@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use pingpong::{AppState, Config};
+use pingpong::Config;
 use service_kit::shutdown::shutdown_signal;
 use tokio::net::TcpListener;
 
@@ -15,10 +15,10 @@ async fn main() -> ExitCode {
 
 async fn start() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let state = AppState::open(&config.counter_file).context("cannot use the counter file")?;
+    let service = pingpong::build(&config).context("cannot use the counter file")?;
     let listener = TcpListener::bind(("0.0.0.0", config.port))
         .await
         .with_context(|| format!("cannot listen on port {}", config.port))?;
-    pingpong::run(listener, state, shutdown_signal()).await?;
+    service.run_until_stopped(listener, shutdown_signal()).await?;
     Ok(())
 }

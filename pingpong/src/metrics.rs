@@ -1,8 +1,14 @@
 //! pingpong's own metrics (`pingpong_*`): pings answered and refused, group
-//! commits, their size and their flush time, the count. Everything a ping
-//! costs here is recorded per commit by the commit thread (a few atomic adds
-//! and two histogram observations per batch, not per ping), except a
-//! refusal, which the handler counts.
+//! commits, their size and how long each waited to be durable, the count.
+//! Everything a ping costs here is recorded per commit by the commit worker
+//! (a few atomic adds and two histogram observations per batch, not per
+//! ping), except a refusal, which the handler counts. Requests by route and
+//! status, and connections, are the kit's (`pingpong_http_*`).
+//!
+//! The names mean the same with either store; with PostgreSQL,
+//! `pingpong_flush_duration_seconds` is the commit's round trip (the
+//! `UPDATE … RETURNING` and the server's WAL flush behind it) instead of
+//! the `fdatasync`, and `pingpong_pings` is the row's count.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -16,6 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::commit::CommitError;
+use crate::store::StoreError;
 
 /// Why a ping was refused (503), as the `reason` label says it.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,12 +30,18 @@ struct Refusal {
     reason: &'static str,
 }
 
+/// The counter file holds something that is not a count, or is not a file.
 const CORRUPT_FILE: &str = "corrupt_file";
+/// A system call on the counter file failed (disk full, I/O error, read-only).
 const IO_ERROR: &str = "io_error";
-const SHUTTING_DOWN: &str = "shutting_down";
+/// The commit worker was not running: stopped at shutdown, or dead.
+const WORKER_STOPPED: &str = "worker_stopped";
+
+/// Every reason, so that each series exists from the start at 0.
+const REASONS: [&str; 3] = [CORRUPT_FILE, IO_ERROR, WORKER_STOPPED];
 
 /// The metrics, registered once at start-up and shared by the handlers and
-/// the commit thread.
+/// the commit worker.
 #[derive(Debug)]
 pub struct PingMetrics {
     answered: Counter,
@@ -53,8 +66,7 @@ impl PingMetrics {
             flush: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             count: Gauge::default(),
         };
-        // Every reason from the start at 0, so a rate() sees the first refusal.
-        for reason in [CORRUPT_FILE, IO_ERROR, SHUTTING_DOWN] {
+        for reason in REASONS {
             let _ = metrics.refused.get_or_create(&Refusal { reason });
         }
         registry.register(
@@ -63,24 +75,26 @@ impl PingMetrics {
             metrics.answered.clone(),
         );
         registry.register("pings_refused", "Pings answered 503, by reason", metrics.refused.clone());
-        registry.register("commits", "Durable increments of the counter file (group commits)", metrics.commits.clone());
+        registry.register("commits", "Durable increments of the count (group commits)", metrics.commits.clone());
         registry.register("commit_pings", "Pings counted per commit", metrics.commit_pings.clone());
         registry.register_with_unit(
             "flush_duration",
-            "Time a commit waited for the disk (fdatasync; for a replaced file also the directory's fsync)",
+            "Time a commit waited to be durable: the file's fdatasync (for a replaced file also the directory's fsync), or the database commit's round trip",
             Unit::Seconds,
             metrics.flush.clone(),
         );
+        // Not `count`: a gauge named `*_count` reads as a histogram's part
+        // (promtool's lint says so); it is what `/pings` answers.
         registry.register(
-            "count",
-            "The count in the counter file as this process last saw it (after its last commit or read)",
+            "pings",
+            "The count (what /pings answers) as this process last saw it, after its last commit or read",
             metrics.count.clone(),
         );
         metrics
     }
 
-    /// A commit counted `pings` pings durably, waiting `flush` for the disk;
-    /// the file now holds `count`.
+    /// A commit counted `pings` pings durably, waiting `flush` for it; the
+    /// store now holds `count`.
     pub(crate) fn committed(&self, pings: u64, flush: Duration, count: u64) {
         if !cfg!(feature = "metrics") {
             return;
@@ -93,7 +107,7 @@ impl PingMetrics {
         self.count.set(count);
     }
 
-    /// The file was read and holds `count`.
+    /// The store was read and holds `count`.
     pub(crate) fn saw(&self, count: u64) {
         if !cfg!(feature = "metrics") {
             return;
@@ -106,11 +120,17 @@ impl PingMetrics {
         if !cfg!(feature = "metrics") {
             return;
         }
-        let reason = match error {
-            CommitError::Counter(CounterError::Corrupt { .. } | CounterError::NotAFile { .. }) => CORRUPT_FILE,
-            CommitError::Counter(CounterError::Io { .. }) => IO_ERROR,
-            CommitError::Stopped => SHUTTING_DOWN,
-        };
-        self.refused.get_or_create(&Refusal { reason }).inc();
+        self.refused.get_or_create(&Refusal { reason: reason(error) }).inc();
+    }
+}
+
+/// The `reason` label of a refusal.
+fn reason(error: &CommitError) -> &'static str {
+    match error {
+        CommitError::Store(StoreError::File(CounterError::Corrupt { .. } | CounterError::NotAFile { .. })) => {
+            CORRUPT_FILE
+        }
+        CommitError::Store(StoreError::File(CounterError::Io(_))) => IO_ERROR,
+        CommitError::Stopped => WORKER_STOPPED,
     }
 }

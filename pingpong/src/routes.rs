@@ -1,38 +1,36 @@
-//! pingpong's HTTP endpoints, as in the contract.
+//! pingpong's HTTP endpoints, as in the contract, and how a failure of the
+//! counter is answered. They talk to the commit worker only, whichever store
+//! is behind it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
-use crate::error::Error;
+use crate::commit::CommitError;
 
 /// `GET /pingpong`: counts this ping and answers `pong N`, N being the pings
-/// answered before it. Sent only after the file durably holds N + 1.
-pub async fn pingpong(State(state): State<AppState>) -> Result<String, Error> {
-    match state.committer.next().await {
+/// answered before it. Sent only after the store durably holds N + 1.
+pub async fn pingpong(State(state): State<AppState>) -> Result<String, CommitError> {
+    match state.committer.count_ping().await {
         Ok(number) => Ok(format!("pong {number}")),
         Err(e) => {
             state.metrics.refused(&e);
-            Err(e.into())
+            Err(e)
         }
     }
 }
 
-/// `GET /pings`: the current count, exactly (read under the lock), without
-/// counting. Answered by the commit thread, so reads cannot starve pings.
-pub async fn pings(State(state): State<AppState>) -> Result<String, Error> {
+/// `GET /pings`: the current count, exactly, without counting. Answered by
+/// the commit worker, so reads cannot starve pings.
+pub async fn pings(State(state): State<AppState>) -> Result<String, CommitError> {
     Ok(state.committer.count().await?.to_string())
 }
 
-/// `GET /readyz`: ready when the counter file is valid and its directory
-/// writable; otherwise 503 with the reason, so Kubernetes stops routing here.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let counter = state.counter.clone();
-    let check = tokio::task::spawn_blocking(move || counter.read().and_then(|_| counter.probe_writable())).await;
-    match check {
-        Ok(Ok(())) => (StatusCode::OK, "ready".to_owned()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the check panicked\n".to_owned()),
+/// Every failure is the server's side (the store, or the commit worker):
+/// 503 with the one-line reason, logged once.
+impl IntoResponse for CommitError {
+    fn into_response(self) -> Response {
+        service_kit::error_response(StatusCode::SERVICE_UNAVAILABLE, &self)
     }
 }

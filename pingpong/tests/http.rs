@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use support::{Volume, pong};
+use pingpong::{Store, StoreError};
+use support::{App, Volume, pong};
 use testkit::get;
 use tower::ServiceExt;
 
@@ -124,8 +125,7 @@ async fn careless_clients_get_correct_answers() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_other_methods_405() {
     let dir = tempfile::tempdir().unwrap();
-    let state = pingpong::AppState::open(&dir.path().join("c.txt")).unwrap();
-    let app = pingpong::app(state);
+    let app = pingpong::build(&pingpong::Config::file(dir.path().join("c.txt"))).unwrap().into_router();
     for (method, path, expected) in [
         (Method::GET, "/nope", StatusCode::NOT_FOUND),
         (Method::POST, "/pingpong", StatusCode::METHOD_NOT_ALLOWED),
@@ -137,4 +137,59 @@ async fn unknown_paths_are_404_and_other_methods_405() {
         let request = Request::builder().method(method.clone()).uri(path).body(Body::empty()).unwrap();
         assert_eq!(app.clone().oneshot(request).await.unwrap().status(), expected, "{method} {path}");
     }
+}
+
+/// A store whose every increment panics, as a bug in a store would: the
+/// commit worker dies with it.
+struct Panicking;
+
+impl Store for Panicking {
+    fn describe(&self) -> String {
+        "a store that panics".into()
+    }
+    async fn increment_by(&mut self, _: u64) -> Result<u64, StoreError> {
+        panic!("on purpose: the commit worker dies here")
+    }
+    async fn read(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn check(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn last_commit(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A dead commit worker is visible to Kubernetes: the ping that killed it
+/// and every later one answer 503, and liveness and readiness fail, so the
+/// pod is taken out of the Service and restarted instead of refusing every
+/// ping while it looks alive.
+#[tokio::test]
+async fn when_the_commit_worker_dies_liveness_and_readiness_fail() {
+    let app = App::serve(pingpong::service(Panicking).unwrap()).await;
+    assert_eq!(get(&app.url("/healthz")).await, (200, "ok".into()));
+    assert_eq!(get(&app.url("/readyz")).await.0, 200);
+    let (status, body) = get(&app.url("/pingpong")).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = get(&app.url("/pingpong")).await;
+    assert_eq!((status, body.contains("commit worker has stopped")), (503, true), "{body}");
+    let (status, body) = get(&app.url("/healthz")).await;
+    assert_eq!((status, body.contains("counter-commit")), (503, true), "{body}");
+    let (status, body) = get(&app.url("/readyz")).await;
+    assert_eq!((status, body.contains("not ready")), (503, true), "{body}");
+}
+
+/// Readiness takes the pings' path: a corrupt file makes it fail with the
+/// file's name, a repaired one makes it pass.
+#[tokio::test]
+async fn readiness_follows_what_a_ping_would_meet() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    assert_eq!(get(&app.url("/readyz")).await, (200, "ready".into()));
+    fs::write(&volume.counter, "not a count").unwrap();
+    let (status, body) = get(&app.url("/readyz")).await;
+    assert_eq!((status, body.contains("pingpong_counter.txt is corrupt")), (503, true), "{body}");
+    fs::write(&volume.counter, "3").unwrap();
+    assert_eq!(get(&app.url("/readyz")).await.0, 200);
 }

@@ -113,7 +113,7 @@ async fn sigterm_under_load_answers_in_flight_requests_and_exits_0() {
     })
     .await;
     service.signal(Signal::SIGTERM);
-    let status = service.wait_exit(Duration::from_secs(5)).expect("exits within 5 s");
+    let status = service.wait_exit(Duration::from_secs(5)).await.expect("exits within 5 s");
     assert!(status.success(), "exit status {status}");
     let mut answered = 0;
     for task in tasks {

@@ -1,13 +1,22 @@
-//! The HTTP service kit pingpong and the log-output reader are built on (the
-//! counter file is the `counter` crate's): serving with timeouts and graceful
-//! shutdown, the routes every service has, the shutdown signal, the one-line
-//! start-up error, Prometheus metrics, telemetry and typed environment parsing.
+//! The service kit pingpong and both log-output processes are built on, one
+//! way ([`Service`]): routes, readiness, metrics and background workers in;
+//! `/healthz`, `/readyz`, `/metrics`, the 404, request counting, the
+//! connection bound, timeouts and the shutdown sequence out. Also the
+//! shutdown signal, the one-line start-up error, telemetry and typed
+//! environment parsing.
 
+mod connections;
 pub mod drain;
 pub mod env;
 pub mod metrics;
-pub mod routes;
+mod routes;
 pub mod serve;
+mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+mod worker;
+
+pub use crate::routes::error_response;
+pub use crate::service::Service;
+pub use crate::worker::{Alive, Stop};

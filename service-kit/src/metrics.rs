@@ -1,11 +1,14 @@
 //! Prometheus metrics: what every process reports (its version and start
-//! time), the `GET /metrics` route, and HTTP requests counted by route and
-//! status.
+//! time), what every server reports (requests by route and status, open and
+//! evicted connections), and the `GET /metrics` route, in the format the
+//! scraper asks for.
 //!
 //! Built on `prometheus-client`, the Prometheus project's own Rust library:
 //! explicit registries (no global state, so tests in one process do not share
-//! counts), metrics as atomics, text in the OpenMetrics format that Prometheus
-//! asks for first.
+//! counts), metrics as atomics. It writes OpenMetrics text, which Prometheus
+//! asks for first (its `Accept` names `application/openmetrics-text`); a
+//! client that does not ask for it (`curl`, `promtool check metrics`, older
+//! scrapers) gets the classic text format 0.0.4 ([`classic`]).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -13,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,14 +28,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-/// The media type of the exposition: OpenMetrics 1.0 text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of OpenMetrics 1.0 text.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of the classic text format.
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A service's registry: what every process reports,
-/// `process_start_time_seconds` (now, as seconds since the Unix epoch: call
-/// it at start-up) and `<prefix>_build_info{version="…"}`, and the service's
-/// own metrics, which `register` adds under `prefix` and returns.
-pub fn registry<T>(prefix: &str, version: &'static str, register: impl FnOnce(&mut Registry) -> T) -> (Registry, T) {
+/// A registry with what every process reports: `process_start_time_seconds`
+/// (now: call it at start-up) and `<prefix>_build_info{version="…"}`; the
+/// service's own metrics go into its sub-registry under `prefix`.
+pub(crate) fn registry(prefix: &str, version: &'static str) -> Registry {
     let mut registry = Registry::default();
     let started = Gauge::<f64, AtomicU64>::default();
     started.set(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
@@ -42,24 +46,68 @@ pub fn registry<T>(prefix: &str, version: &'static str, register: impl FnOnce(&m
         Unit::Seconds,
         started,
     );
-    let own = registry.sub_registry_with_prefix(prefix);
-    own.register("build", "The version of the running binary", Info::new(vec![("version", version)]));
-    let metrics = register(own);
-    (registry, metrics)
+    registry.sub_registry_with_prefix(prefix).register(
+        "build",
+        "The version of the running binary",
+        Info::new(vec![("version", version)]),
+    );
+    registry
 }
 
-/// `GET /metrics`: `registry` in the OpenMetrics text format.
-pub fn route<S: Clone + Send + Sync + 'static>(registry: Arc<Registry>) -> Router<S> {
-    Router::new().route("/metrics", get(move || async move { exposition(&registry) }))
+/// `GET /metrics`: `registry` as the client asks for it.
+pub(crate) fn route(registry: Arc<Registry>) -> Router {
+    Router::new().route("/metrics", get(move |headers: HeaderMap| async move { exposition(&registry, &headers) }))
 }
 
-fn exposition(registry: &Registry) -> Response {
+fn exposition(registry: &Registry, headers: &HeaderMap) -> Response {
     let mut text = String::new();
-    match encode(&mut text, registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+    if encode(&mut text, registry).is_err() {
         // Only a metric's own encoder can fail (writing to a String cannot).
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "could not encode the metrics\n").into_response(),
+        return (StatusCode::INTERNAL_SERVER_ERROR, "could not encode the metrics\n").into_response();
     }
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, CLASSIC)], classic(&text)).into_response()
+    }
+}
+
+/// OpenMetrics text (as `prometheus-client` writes it) in the classic text
+/// format: metadata names the samples' own names (`# TYPE x_total counter`,
+/// an info metric is a gauge named `x_info`), no `# UNIT` and no `# EOF`.
+#[must_use]
+pub fn classic(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // The family's name and type, from its `# TYPE` line: the `# HELP` line
+    // comes first in OpenMetrics, so the metadata is buffered until then.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ').or(Some((rest, "")));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The labels of [`Requests`]: the route as declared (`/log`, not the URL
@@ -76,17 +124,37 @@ pub struct RequestLabels {
 /// HTTP requests answered, by route and status.
 pub type Requests = Family<RequestLabels, Counter>;
 
-/// Registers `http_requests` (a counter: `<prefix>_http_requests_total`) in
-/// `registry` and returns it, for [`count_requests`].
-pub fn register_requests(registry: &mut Registry) -> Requests {
-    let requests = Requests::default();
-    registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
-    requests
+/// What the server counts: `http_requests` (by route and status),
+/// `http_connections_open` and `http_connections_evicted`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerMetrics {
+    pub(crate) requests: Requests,
+    pub(crate) connections: ConnectionMetrics,
 }
 
-/// `router` with every response counted in `requests`. Add it after the
-/// routes (and [`crate::routes::around`]) so that every route is counted.
-pub fn count_requests<S: Clone + Send + Sync + 'static>(router: Router<S>, requests: Requests) -> Router<S> {
+/// The connection bound's figures.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionMetrics {
+    pub(crate) open: Gauge,
+    pub(crate) evicted: Counter,
+}
+
+impl ServerMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register("http_requests", "HTTP requests answered, by route and status", metrics.requests.clone());
+        registry.register("http_connections_open", "HTTP connections open now", metrics.connections.open.clone());
+        registry.register(
+            "http_connections_evicted",
+            "Connections closed to make room at the connection bound (the oldest with no request being handled)",
+            metrics.connections.evicted.clone(),
+        );
+        metrics
+    }
+}
+
+/// `router` with every response counted in `requests`.
+pub(crate) fn count_requests(router: Router, requests: Requests) -> Router {
     router.layer(middleware::from_fn_with_state(requests, count))
 }
 
@@ -99,35 +167,23 @@ async fn count(State(requests): State<Requests>, request: Request, next: Next) -
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use tower::ServiceExt;
-
     use super::*;
 
-    async fn get_text(app: Router, uri: &str) -> (StatusCode, String) {
-        let response = app.oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    }
-
-    #[tokio::test]
-    async fn requests_are_counted_by_route_pattern_and_status() {
-        let (registry, requests) = registry("demo", "1.2.3", register_requests);
-        let registry = Arc::new(registry);
-        let own = Router::new().route("/item/{id}", get(|| async { "item" })).merge(route(Arc::clone(&registry)));
-        let app = count_requests(crate::routes::around(own, "/item/N"), requests.clone());
-        for uri in ["/item/1", "/item/2", "/nowhere"] {
-            get_text(app.clone(), uri).await;
-        }
-        let labels = |route: &str, status| RequestLabels { route: route.to_owned(), status };
-        assert_eq!(requests.get_or_create(&labels("/item/{id}", 200)).get(), 2);
-        assert_eq!(requests.get_or_create(&labels("unmatched", 404)).get(), 1);
-        let (status, text) = get_text(app, "/metrics").await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(text.contains("demo_build_info{version=\"1.2.3\"} 1\n"), "{text}");
-        assert!(text.contains("demo_http_requests_total{route=\"/item/{id}\",status=\"200\"} 2\n"), "{text}");
+    #[test]
+    fn classic_text_names_the_samples_and_drops_what_only_openmetrics_has() {
+        let mut registry = registry("demo", "1.2.3");
+        let hits = Counter::<u64>::default();
+        hits.inc();
+        registry.sub_registry_with_prefix("demo").register("hits", "Hits", hits);
+        let mut om = String::new();
+        encode(&mut om, &registry).unwrap();
+        let text = classic(&om);
+        assert!(
+            text.contains("# HELP demo_hits_total Hits.\n# TYPE demo_hits_total counter\ndemo_hits_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE demo_build_info gauge\ndemo_build_info{version=\"1.2.3\"} 1\n"), "{text}");
         assert!(text.contains("# TYPE process_start_time_seconds gauge\n"), "{text}");
-        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains("# UNIT") && !text.contains("# EOF"), "{text}");
     }
 }

@@ -1,21 +1,85 @@
-//! The routes every service has around its own: liveness, a 404 that names
-//! the service's paths, and request tracing.
+//! The routes every service has around its own: liveness, readiness, a 404
+//! that names the routes really served; and how a failure is answered.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::trace::TraceLayer;
 
-/// `own` plus `GET /healthz` (200 while the process serves), a 404 for any
-/// other path that lists `paths` (e.g. `"/pingpong, /pings, /healthz or
-/// /readyz"`), and a trace span per request.
-pub fn around<S: Clone + Send + Sync + 'static>(own: Router<S>, paths: &'static str) -> Router<S> {
-    own.route("/healthz", get(healthz))
-        .fallback(move || async move { (StatusCode::NOT_FOUND, format!("not found: try GET {paths}\n")) })
-        .layer(TraceLayer::new_for_http())
+use crate::worker::Health;
+
+/// A service's own readiness check: `Err` with a one-line reason when it
+/// should get no traffic.
+pub(crate) type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// `GET /healthz` (200 while every worker lives), `GET /readyz` (200 while
+/// every worker lives and `check` passes) and the 404 for anything else,
+/// which lists `paths`.
+pub(crate) fn around(own: Router, paths: &[&'static str], health: &Health, check: Option<Check>) -> Router {
+    let listed = list(paths);
+    let live = health.clone();
+    let ready = health.clone();
+    own.route("/healthz", get(move || async move { healthz(&live) }))
+        .route("/readyz", get(move || readyz(ready.clone(), check.clone())))
+        .fallback(move || async move { (StatusCode::NOT_FOUND, format!("not found: try GET {listed}\n")) })
 }
 
-/// Liveness: the process answers, so it lives.
-async fn healthz() -> &'static str {
-    "ok"
+/// "a, b, c or d".
+fn list(paths: &[&'static str]) -> String {
+    match paths {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Liveness: the process answers and no worker it needs has died.
+fn healthz(health: &Health) -> Response {
+    match health.dead() {
+        None => "ok".into_response(),
+        Some(worker) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not alive: its worker {worker} has stopped; the process must be restarted\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(health: Health, check: Option<Check>) -> Response {
+    if let Some(worker) = health.dead() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: its worker {worker} has stopped\n"))
+            .into_response();
+    }
+    let checked = match check {
+        Some(check) => check().await,
+        None => Ok(()),
+    };
+    match checked {
+        Ok(()) => "ready".into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response(),
+    }
+}
+
+/// How a service's error enum answers: `status` with the error's one line as
+/// the body; a server-side failure (5xx) is logged here, once, and a client's
+/// mistake is not logged as an error.
+pub fn error_response(status: StatusCode, error: &impl Display) -> Response {
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), cause = %error, "request failed");
+    }
+    (status, format!("{error}\n")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_are_listed_as_a_sentence() {
+        assert_eq!(super::list(&["/a"]), "/a");
+        assert_eq!(super::list(&["/a", "/b", "/c"]), "/a, /b or /c");
+    }
 }

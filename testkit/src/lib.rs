@@ -1,11 +1,14 @@
-//! Test support: run the real binaries as child processes on port 0, learn
-//! their address from their own log line, and signal or kill them.
+//! Test support: run the real binaries as child processes on port 0 (plain or
+//! under strace), learn their address from their own log line, signal or
+//! kill them; poll with a deadline; start a real PostgreSQL.
 
 pub mod metrics;
+pub mod postgres;
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -17,59 +20,73 @@ use nix::unistd::Pid;
 /// How long a child may take to start listening or to exit.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A running binary, killed when dropped.
+/// How to start a binary: arguments, environment, whether it serves HTTP
+/// (then [`Launch::start`] waits for its address), and whether it runs under
+/// strace with a fault injected.
 #[derive(Debug)]
-pub struct Service {
-    child: Child,
-    addr: Option<SocketAddr>,
-    stderr: Arc<Mutex<String>>,
+#[must_use]
+pub struct Launch {
+    bin: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    http: bool,
+    strace: Option<(PathBuf, String)>,
 }
 
-impl Service {
-    /// Starts `bin` with `args` and `env` under strace, which injects `inject`
-    /// (e.g. `inject=fdatasync:error=EIO:when=1`) into the system calls that
-    /// touch `path`: strace follows descriptors back to their paths, and for
-    /// `rename` matches the first path. strace counts `when=` per thread.
-    ///
-    /// # Panics
-    /// As [`Service::start`]; strace must be installed.
-    #[must_use]
-    pub fn start_under_strace(
-        bin: impl AsRef<Path>,
-        args: &[&str],
-        env: &[(&str, &Path)],
-        path: &Path,
-        inject: &str,
-        http: bool,
-    ) -> Self {
-        let bin = bin.as_ref().to_str().expect("a UTF-8 path");
-        let path = path.to_str().expect("a UTF-8 path");
-        let mut all = vec!["-f", "-qq", "-o", "/dev/null", "-P", path, "-e", inject, "--", bin];
-        all.extend_from_slice(args);
-        Self::start("strace", &all, env, http)
+impl Launch {
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
     }
 
-    /// Starts `bin` with `args` and `env` (on top of `PORT=0`, `METRICS_PORT=0`,
-    /// `RUST_LOG=info`)
-    /// and, for an HTTP service, waits until it logs its address.
+    /// Sets an environment variable (on top of `PORT=0`, `METRICS_PORT=0`,
+    /// `RUST_LOG=info`).
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((name.into(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// It serves HTTP: [`Launch::start`] waits until it logs its address.
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
+    }
+
+    /// Runs it under strace, which injects `inject` (e.g.
+    /// `inject=fdatasync:error=EIO:when=1`) into the system calls that touch
+    /// `path`: strace follows descriptors back to their paths, and for
+    /// `rename` matches the first path. strace counts `when=` per thread.
+    pub fn under_strace(mut self, path: &Path, inject: &str) -> Self {
+        self.strace = Some((path.to_owned(), inject.to_owned()));
+        self
+    }
+
+    /// Starts it and, for an HTTP service, waits until it logs its address.
     ///
     /// # Panics
-    /// The binary cannot start, or (with `http`) logs no address in time.
+    /// The binary (or strace) cannot start, or (with [`Launch::http`]) logs no
+    /// address within [`DEADLINE`].
     #[must_use]
-    pub fn start(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &Path)], http: bool) -> Self {
-        let mut command = Command::new(bin.as_ref());
+    pub fn start(self) -> Service {
+        let mut command = match &self.strace {
+            None => Command::new(&self.bin),
+            Some((path, inject)) => {
+                let mut strace = Command::new("strace");
+                strace.args(["-f", "-qq", "-o", "/dev/null", "-P"]).arg(path).args(["-e", inject, "--"]).arg(&self.bin);
+                strace
+            }
+        };
         command
-            .args(args)
+            .args(&self.args)
             .env("PORT", "0")
             .env("METRICS_PORT", "0")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("the binary starts");
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {:?}: {e}", self.bin));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (found, addr) = mpsc::channel();
         let pipe = child.stderr.take().expect("stderr is piped");
@@ -84,22 +101,46 @@ impl Service {
                 all.push('\n');
             }
         });
-        let mut service = Self { child, addr: None, stderr };
-        if http {
+        let mut service = Service { child, addr: None, stderr };
+        if self.http {
             let port = addr.recv_timeout(DEADLINE).ok().flatten();
             let port = port.unwrap_or_else(|| panic!("no `listening` line in time; stderr:\n{}", service.stderr()));
             service.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
         }
         service
     }
+}
+
+/// A running binary, killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    addr: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// How to start `bin`: see [`Launch`].
+    pub fn command(bin: impl AsRef<OsStr>) -> Launch {
+        Launch { bin: bin.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), http: false, strace: None }
+    }
 
     /// `http://127.0.0.1:PORT{path}`.
     ///
     /// # Panics
-    /// The service was started without `http`.
+    /// The service was started without [`Launch::http`].
     #[must_use]
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr.expect("an HTTP service"))
+    }
+
+    /// Where it listens.
+    ///
+    /// # Panics
+    /// The service was started without [`Launch::http`].
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("an HTTP service")
     }
 
     /// Everything the child wrote to stderr so far.
@@ -143,7 +184,7 @@ impl Service {
     ///
     /// # Panics
     /// Waiting fails.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -152,7 +193,7 @@ impl Service {
             if start.elapsed() > limit {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -62,13 +62,21 @@ pub async fn scrape(url: &str) -> Scrape {
     parse(&fetch(url).await)
 }
 
-/// `GET url` (a `/metrics`): the text, once checked for the OpenMetrics
-/// media type, for [`parse`].
+/// What Prometheus 2.42 sends as `Accept` when it scrapes.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// `GET url` (a `/metrics`) as Prometheus asks for it: the text, once checked
+/// for the OpenMetrics media type, for [`parse`].
 ///
 /// # Panics
 /// No answer, not 200, or another media type.
 pub async fn fetch(url: &str) -> String {
-    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("accept", PROMETHEUS_ACCEPT)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(response.status(), 200, "GET {url}");
     let media = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     assert!(media.starts_with("application/openmetrics-text; version=1.0.0"), "GET {url}: content-type {media}");
@@ -108,4 +116,29 @@ pub fn parse(text: &str) -> Scrape {
         })
         .collect();
     Scrape { samples }
+}
+
+/// `GET url` (a `/metrics`) as a plain client asks (no `Accept`), and the
+/// answer linted by `promtool check metrics` (Debian's `prometheus`), which
+/// reads the classic text format; `PROMTOOL` may name it.
+///
+/// # Panics
+/// No answer, not the classic media type, promtool missing, or any finding.
+pub async fn promtool_check(url: &str) {
+    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let media = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(media.starts_with("text/plain; version=0.0.4"), "GET {url} without Accept: content-type {media}");
+    let text = response.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {promtool} (apt-get install prometheus): {e}"));
+    child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("promtool reads its input");
+    let out = child.wait_with_output().expect("promtool runs");
+    let findings = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && findings.trim().is_empty(), "promtool check metrics on {url}:\n{findings}\n{text}");
 }

@@ -4,6 +4,7 @@
 use std::fs;
 
 use super::*;
+use std::os::unix::fs::MetadataExt;
 
 fn setup() -> (tempfile::TempDir, CounterFile, CounterWriter) {
     let dir = tempfile::tempdir().unwrap();
@@ -121,5 +122,56 @@ fn the_identity_check_agrees_with_the_open_file() {
         writer.increment_by(1).unwrap();
         let held = writer.current.as_ref().map(|c| c.id);
         assert_eq!(file.identity().unwrap(), held);
+    }
+}
+
+/// A writer whose calls numbered in `fail` (from 1, across writes, flushes,
+/// renames and directory fsyncs) fail with EIO.
+fn failing(file: &CounterFile, fail: &[usize]) -> CounterWriter {
+    let disk = crate::disk::Failing { fail: fail.to_vec(), calls: Vec::new() };
+    CounterWriter::open_on(file.clone(), Box::new(disk)).unwrap()
+}
+
+/// In place (the file holds the canonical record of 5): a failed `pwrite`
+/// (call 1) or `fdatasync` (call 2) is refused, the old record is written
+/// back and flushed, and the next increment continues from 5.
+#[test]
+fn a_failed_write_or_flush_in_place_is_refused_and_the_old_record_put_back() {
+    for fail in [1, 2] {
+        let (_dir, file, mut writer) = setup();
+        writer.increment_by(5).unwrap();
+        let mut faulty = failing(&file, &[fail]);
+        let err = faulty.increment_by(1).unwrap_err().to_string();
+        assert!(err.contains("counter.txt") && err.contains("could not"), "call {fail}: {err}");
+        assert_eq!(fs::read(file.path()).unwrap(), record::format(5), "call {fail}: restored");
+        assert_eq!(faulty.increment_by(1).unwrap(), 5, "call {fail}: continues from the acknowledged count");
+    }
+}
+
+/// In place, the flush fails and so does the restore's write (calls 2 and
+/// 3): the file keeps the refused count, so the refused numbers are skipped,
+/// never handed out again.
+#[test]
+fn when_even_the_restore_fails_numbers_are_skipped_never_repeated() {
+    let (_dir, file, mut writer) = setup();
+    writer.increment_by(5).unwrap();
+    let mut faulty = failing(&file, &[2, 3]);
+    assert!(faulty.increment_by(3).is_err());
+    assert_eq!(faulty.increment_by(1).unwrap(), 8, "5, 6 and 7 are skipped: not one is repeated");
+}
+
+/// By replacement (a hand-written count): each failing call (the temp file's
+/// write, its flush, the rename, the directory's fsync) is refused, leaves
+/// the count as it was, and the next increment continues from it.
+#[test]
+fn a_failed_step_of_a_replacement_is_refused_and_leaves_the_count() {
+    for fail in 1..=4 {
+        let (_dir, file, _writer) = setup();
+        fs::write(file.path(), "7\n").unwrap();
+        let mut faulty = failing(&file, &[fail]);
+        assert!(faulty.increment_by(1).is_err(), "call {fail}");
+        assert_eq!(file.read().unwrap(), 7, "call {fail}: the count is unchanged");
+        assert_eq!(faulty.increment_by(1).unwrap(), 7, "call {fail}: continues from 7");
+        assert_eq!(fs::read(file.path()).unwrap(), record::format(8), "call {fail}");
     }
 }

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use std::net::SocketAddr;
 
-use log_output::ReaderState;
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
 use tempfile::TempDir;
 use testkit::Service;
@@ -30,30 +29,27 @@ impl Volume {
         Self { counter: files.join("pingpong_counter.txt"), log: files.join("output.log"), _dir: dir }
     }
 
-    /// The writer, its metrics on a port of its own (`url`).
-    pub fn writer(&self, interval_ms: &str) -> Service {
-        let interval = PathBuf::from(interval_ms);
-        Service::start(
-            BIN,
-            &["writer"],
-            &[("COUNTER_FILE", &self.counter), ("LOG_FILE", &self.log), ("WRITE_INTERVAL_MS", &interval)],
-            true,
-        )
+    /// The writer binary, every `interval_ms`, its metrics on a port of its
+    /// own (`url`).
+    pub fn writer(&self, interval_ms: u64) -> Service {
+        Service::command(BIN)
+            .arg("writer")
+            .env("COUNTER_FILE", &self.counter)
+            .env("LOG_FILE", &self.log)
+            .env("WRITE_INTERVAL_MS", interval_ms.to_string())
+            .http()
+            .start()
     }
 
     /// The reader served in this process on port 0 (until the test ends):
     /// its address.
     pub async fn serve_reader(&self) -> SocketAddr {
-        let state = ReaderState::new(LogFile::new(&self.log, DEFAULT_MAX_BYTES), env!("CARGO_PKG_VERSION"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(log_output::run(listener, state, std::future::pending()));
-        addr
+        serve(log_output::reader::service(LogFile::new(&self.log, DEFAULT_MAX_BYTES))).await
     }
 
     /// The reader as the real binary.
     pub fn reader(&self) -> Service {
-        Service::start(BIN, &["reader"], &[("LOG_FILE", &self.log)], true)
+        Service::command(BIN).arg("reader").env("LOG_FILE", &self.log).http().start()
     }
 
     pub fn set_count(&self, count: &str) {
@@ -83,4 +79,12 @@ pub fn check_entry(text: &str) -> (String, u64) {
 pub fn entries(text: &str) -> Vec<(String, u64)> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     lines.chunks(2).map(|pair| check_entry(&pair.concat())).collect()
+}
+
+/// Serves `service` on 127.0.0.1:0 in this process until the test ends: its address.
+pub async fn serve(service: service_kit::Service) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(service.run_until_stopped(listener, std::future::pending()));
+    addr
 }

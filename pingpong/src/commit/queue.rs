@@ -1,57 +1,75 @@
-//! The commit thread's queue: the pings and reads that wait for it, the rule
-//! by which it takes them ([`take_batch`]), and its sleep and wake-up.
+//! The commit worker's queue: the pings, reads and readiness checks that
+//! wait for it, the rule by which it takes them ([`take_batch`]), and its
+//! sleep and wake-up.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use counter::CounterError;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+
+use crate::store::StoreError;
 
 /// The most pings one increment counts (bounds the work of one batch).
 const MAX_BATCH: usize = 4096;
 
-/// Where the thread sends a ping's number or a read's count.
-pub(super) type Reply = oneshot::Sender<Result<u64, CounterError>>;
+/// Where the worker sends a ping's number, a read's count, or a check's
+/// verdict.
+pub(super) type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
-/// What a request asks the thread for.
+/// What a request asks the worker for.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Kind {
     /// Count a ping: a number.
     Ping,
     /// Read the count without counting.
     Read,
+    /// Readiness: could a ping be counted now?
+    Check,
 }
 
-/// What waits for the thread.
+/// What waits for the worker.
 #[derive(Debug, Default)]
 struct Pending {
     pings: Vec<Reply>,
     reads: Vec<Reply>,
-    /// The thread sleeps on the condition variable: only then is it notified,
-    /// so a burst of pings costs one wake-up, not one per ping.
+    checks: Vec<Reply>,
+    /// The worker waits for work: only then is it notified, so a burst of
+    /// pings costs one wake-up, not one per ping.
     sleeping: bool,
     /// Stop: answer what is queued, then end.
     closed: bool,
-    /// The thread has ended (normally or by a panic): nobody will answer.
+    /// The worker has ended (normally or by a panic): nobody will answer.
     unserved: bool,
 }
 
-/// One batch: the pings to count together and the reads to answer with them.
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.pings.is_empty() && self.reads.is_empty() && self.checks.is_empty()
+    }
+}
+
+/// One batch: the pings to count together, and the reads and checks to
+/// answer with them.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     pub(super) pings: Vec<Reply>,
     pub(super) reads: Vec<Reply>,
+    pub(super) checks: Vec<Reply>,
 }
 
 /// The batching rule: everything that waits, up to [`MAX_BATCH`] pings.
 fn take_batch(pending: &mut Pending) -> Batch {
     let take = pending.pings.len().min(MAX_BATCH);
-    Batch { pings: pending.pings.drain(..take).collect(), reads: std::mem::take(&mut pending.reads) }
+    Batch {
+        pings: pending.pings.drain(..take).collect(),
+        reads: std::mem::take(&mut pending.reads),
+        checks: std::mem::take(&mut pending.checks),
+    }
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Queue {
     pending: Mutex<Pending>,
-    changed: Condvar,
+    changed: Notify,
 }
 
 impl Queue {
@@ -61,7 +79,7 @@ impl Queue {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A request's side: queues `reply`, waking the thread if it sleeps;
+    /// A request's side: queues `reply`, waking the worker if it waits;
     /// `false` (and `reply` dropped) once the queue is closed or unserved.
     pub(super) fn push(&self, kind: Kind, reply: Reply) -> bool {
         let mut pending = self.lock();
@@ -71,6 +89,7 @@ impl Queue {
         match kind {
             Kind::Ping => pending.pings.push(reply),
             Kind::Read => pending.reads.push(reply),
+            Kind::Check => pending.checks.push(reply),
         }
         if pending.sleeping {
             pending.sleeping = false;
@@ -79,7 +98,7 @@ impl Queue {
         true
     }
 
-    /// Stop: the thread answers what is queued, then ends; nothing more is
+    /// Stop: the worker answers what is queued, then ends; nothing more is
     /// queued.
     pub(super) fn close(&self) {
         let mut pending = self.lock();
@@ -87,28 +106,36 @@ impl Queue {
         self.changed.notify_one();
     }
 
-    /// The thread has ended: drops every waiting reply (its request fails at
+    /// The worker has ended: drops every waiting reply (its request fails at
     /// once) and refuses later ones.
     pub(super) fn unserved(&self) {
         let mut pending = self.lock();
         pending.unserved = true;
         pending.pings.clear();
         pending.reads.clear();
+        pending.checks.clear();
     }
 
-    /// The thread's side: the next batch, waiting for one; `None` once closed
-    /// and empty.
-    pub(super) fn next_batch(&self) -> Option<Batch> {
-        let mut pending = self.lock();
-        while pending.pings.is_empty() && pending.reads.is_empty() {
-            if pending.closed {
-                return None;
+    /// The worker's side: the next batch, waiting for one; `None` once closed
+    /// and empty. Cancel-safe: dropped while waiting, it loses nothing.
+    pub(super) async fn next_batch(&self) -> Option<Batch> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut pending = self.lock();
+                if !pending.is_empty() {
+                    pending.sleeping = false;
+                    return Some(take_batch(&mut pending));
+                }
+                if pending.closed {
+                    return None;
+                }
+                pending.sleeping = true;
             }
-            pending.sleeping = true;
-            pending = self.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
-            pending.sleeping = false;
+            changed.await;
         }
-        Some(take_batch(&mut pending))
     }
 
     /// Pings waiting (for tests).
@@ -123,14 +150,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_takes_every_waiting_ping_up_to_the_bound_and_every_read() {
+    fn a_batch_takes_every_waiting_ping_up_to_the_bound_and_every_read_and_check() {
         let mut pending = Pending::default();
         for _ in 0..MAX_BATCH + 3 {
             pending.pings.push(oneshot::channel().0);
         }
         pending.reads.push(oneshot::channel().0);
+        pending.checks.push(oneshot::channel().0);
         let batch = take_batch(&mut pending);
-        assert_eq!((batch.pings.len(), batch.reads.len()), (MAX_BATCH, 1));
-        assert_eq!((pending.pings.len(), pending.reads.len()), (3, 0), "the rest waits for the next batch");
+        assert_eq!((batch.pings.len(), batch.reads.len(), batch.checks.len()), (MAX_BATCH, 1, 1));
+        assert_eq!(pending.pings.len(), 3, "the rest waits for the next batch");
+        assert!(pending.reads.is_empty() && pending.checks.is_empty());
     }
 }

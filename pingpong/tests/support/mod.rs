@@ -38,24 +38,17 @@ impl Volume {
 
     /// pingpong served in this process.
     pub async fn serve(&self) -> App {
-        let state = pingpong::AppState::open(&self.counter).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(pingpong::run(listener, state, async {
-            let _ = stopped.await;
-        }));
-        App { addr, stop, served }
+        App::serve(pingpong::build(&pingpong::Config::file(&self.counter)).unwrap()).await
     }
 
     /// The real binary, as a child process.
     pub fn start(&self) -> Service {
-        Service::start(BIN, &[], &[("COUNTER_FILE", &self.counter)], true)
+        Service::command(BIN).env("COUNTER_FILE", &self.counter).http().start()
     }
 
     /// pingpong under strace, injecting `inject` into the calls on `path`.
     pub fn start_under_strace(&self, path: &Path, inject: &str) -> Service {
-        Service::start_under_strace(BIN, &[], &[("COUNTER_FILE", &self.counter)], path, inject, true)
+        Service::command(BIN).env("COUNTER_FILE", &self.counter).under_strace(path, inject).http().start()
     }
 
     pub fn on_disk(&self) -> String {
@@ -112,7 +105,7 @@ pub async fn pong(url: &str) -> String {
     body
 }
 
-/// pingpong served in this process by `pingpong::run`, as `main` serves it.
+/// pingpong served in this process by `run_until_stopped`, as `main` serves it.
 pub struct App {
     pub addr: SocketAddr,
     stop: oneshot::Sender<()>,
@@ -120,6 +113,17 @@ pub struct App {
 }
 
 impl App {
+    /// Serves `service` on 127.0.0.1:0 until [`App::shut_down`].
+    pub async fn serve(service: service_kit::Service) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(service.run_until_stopped(listener, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop, served }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -1,0 +1,57 @@
+//! Where the count lives, behind one seam: the counter file ([`file`]) or
+//! PostgreSQL ([`postgres`]). The group commit ([`crate::commit`]) drives a
+//! [`Store`] and the HTTP code never knows which one runs.
+
+use std::future::Future;
+use std::time::Duration;
+
+use counter::CounterError;
+
+pub mod file;
+
+pub use self::file::FileStore;
+
+/// A durable count that group commits add to. Its futures run on the commit
+/// worker's own thread and runtime, one at a time, so they need not be
+/// `Send`, and a store whose calls block (the file's) blocks only that thread.
+pub trait Store: Send + 'static {
+    /// Whether the store talks over the network: its runtime then gets an
+    /// I/O driver (a store of files needs only timers).
+    const NETWORK: bool = false;
+
+    /// What and where it is, for the log.
+    fn describe(&self) -> String;
+
+    /// Adds `n` to the count durably and returns the count before, so the
+    /// caller owns the numbers `before..before + n`. On `Err` no number may
+    /// be handed out (some may have been used, and are then skipped: never
+    /// handed out twice).
+    fn increment_by(&mut self, n: u64) -> impl Future<Output = Result<u64, StoreError>>;
+
+    /// The count, read exactly, without counting.
+    fn read(&mut self) -> impl Future<Output = Result<u64, StoreError>>;
+
+    /// Readiness: whether an increment could succeed now.
+    fn check(&mut self) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// How long the last successful increment waited to be durable: the
+    /// file's `fdatasync`, the database's commit round trip.
+    fn last_commit(&self) -> Duration;
+
+    /// Upkeep while nothing is asked of it (a connection to restore, say);
+    /// completes when it did some. The commit worker runs it between batches
+    /// and drops it when a batch arrives, so it must be cancel-safe. A store
+    /// that needs none never completes.
+    fn maintain(&mut self) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
+}
+
+/// Why a store could not count, read or be used. Cheap to clone: one failed
+/// commit answers every ping that waited on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The counter file is corrupt or could not be read or changed.
+    #[error(transparent)]
+    File(#[from] CounterError),
+}

@@ -1,0 +1,160 @@
+//! One way to build and run a service (zero-to-production's
+//! `Application::build` then `run_until_stopped`, mini-redis's
+//! `server::run`): a [`Service`] is given its routes, its readiness check,
+//! its metrics and its background workers; the kit adds `/healthz`,
+//! `/readyz`, `/metrics`, the 404 that names the routes, request counting,
+//! tracing, the connection bound, and the shutdown sequence that drains the
+//! server and then stops and joins the workers.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::MethodRouter;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::connections::Connections;
+use crate::metrics::ServerMetrics;
+use crate::routes::Check;
+use crate::serve::MAX_CONNECTIONS;
+use crate::worker::{Stop, Workers};
+
+/// A service being built, then run.
+pub struct Service {
+    prefix: &'static str,
+    registry: Registry,
+    server: ServerMetrics,
+    own: Router,
+    paths: Vec<&'static str>,
+    check: Option<Check>,
+    workers: Workers,
+    max_connections: usize,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("prefix", &self.prefix).field("paths", &self.paths).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service whose metrics are named `prefix_…` (`pingpong`,
+    /// `log_output_reader`), reporting `version`. Call it at start-up: the
+    /// process's start time is taken now.
+    #[must_use]
+    pub fn new(prefix: &'static str, version: &'static str) -> Self {
+        let mut registry = crate::metrics::registry(prefix, version);
+        let server = ServerMetrics::register(registry.sub_registry_with_prefix(prefix));
+        Self {
+            prefix,
+            registry,
+            server,
+            own: Router::new(),
+            paths: Vec::new(),
+            check: None,
+            workers: Workers::default(),
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+
+    /// Registers the service's own metrics: `register` adds them under the
+    /// prefix and returns them.
+    pub fn metrics<T>(&mut self, register: impl FnOnce(&mut Registry) -> T) -> T {
+        register(self.registry.sub_registry_with_prefix(self.prefix))
+    }
+
+    /// Serves `handler` at `path`. A query after `?` is for the 404's list
+    /// only: `"/log?tail=N"` routes `/log` and shows `/log?tail=N`.
+    pub fn route(&mut self, path: &'static str, handler: MethodRouter) -> &mut Self {
+        let routed = path.split_once('?').map_or(path, |(p, _)| p);
+        self.own = std::mem::take(&mut self.own).route(routed, handler);
+        self.paths.push(path);
+        self
+    }
+
+    /// The readiness check behind `GET /readyz`, on top of the workers being
+    /// alive: `Err` with a one-line reason while the service should get no
+    /// traffic.
+    pub fn readiness<F, Fut>(&mut self, check: F) -> &mut Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.check = Some(Arc::new(move || Box::pin(check())));
+        self
+    }
+
+    /// At most `max` connections open at once (default
+    /// [`MAX_CONNECTIONS`]); see [`crate::connections`] for who gives way.
+    pub fn max_connections(&mut self, max: usize) -> &mut Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// A worker on a thread of its own, for work that blocks (files, locks).
+    /// At shutdown, after the server has drained, `stop` is called (it must
+    /// make `body` return) and the thread is joined. If `body` returns or
+    /// panics before that, liveness fails.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn spawn_thread(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce() + Send + 'static,
+        stop: impl FnOnce() + Send + 'static,
+    ) -> io::Result<&mut Self> {
+        self.workers.spawn_thread(name, body, stop)?;
+        Ok(self)
+    }
+
+    /// A worker as a task on the runtime (call from within it). `body` gets a
+    /// [`Stop`] that completes at shutdown, after the server has drained;
+    /// shutdown then waits for `body` to return. If it returns or panics
+    /// before that, liveness fails.
+    pub fn spawn_task<F>(&mut self, name: &'static str, body: impl FnOnce(Stop) -> F) -> &mut Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.workers.spawn_task(name, body);
+        self
+    }
+
+    /// Everything served, without a socket (tests drive it with `oneshot`):
+    /// the service's routes, `/metrics`, `/healthz`, `/readyz`, the 404,
+    /// request counting and tracing. The workers keep running until their
+    /// handles in the routes are dropped.
+    pub fn into_router(self) -> Router {
+        self.split().0
+    }
+
+    fn split(self) -> (Router, Workers, Connections) {
+        let Self { prefix: _, registry, server, own, mut paths, check, workers, max_connections } = self;
+        paths.extend(["/metrics", "/healthz", "/readyz"]);
+        let own = own.merge(crate::metrics::route(Arc::new(registry)));
+        let all = crate::routes::around(own, &paths, &workers.health(), check);
+        let router = crate::metrics::count_requests(all, server.requests).layer(TraceLayer::new_for_http());
+        (router, workers, Connections::new(max_connections, server.connections))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then shuts down in
+    /// one sequence: stop accepting, drain (see [`crate::serve`]), then stop
+    /// the workers in the order they were started and wait for each.
+    ///
+    /// # Errors
+    /// The listener's address cannot be read.
+    pub async fn run_until_stopped(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> io::Result<()> {
+        let (router, workers, connections) = self.split();
+        let served = crate::serve::serve(listener, router, connections, shutdown).await;
+        workers.stop_all().await;
+        tracing::info!("stopped");
+        served
+    }
+}
