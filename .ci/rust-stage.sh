@@ -21,8 +21,12 @@ trap 'podman rm -f rust-stage-pingpong >/dev/null 2>&1 || true; podman volume rm
 if podman image exists "$BASE"; then
   echo "==> $BASE: already here (a stand-in made earlier, or the real one)"
 else
-  mirror=$(sed -n 's/^URIs: *\([^ ]*\/debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
-  echo "==> stand-in for $BASE: debootstrap bookworm (from ${mirror:=http://deb.debian.org/debian}) with gcc, libc6-dev"
+  # The Debian mirror this machine's apt already uses (deb822 .sources files,
+  # or classic `deb URL SUITE …` lines): none is assumed.
+  mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs: *\([^ ]*\/debian\)\/\{0,1\} *$/\1/p' | head -n 1)
+  [[ -n $mirror ]] || mirror=$(sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\/debian\)\/\{0,1\} .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n 1)
+  [[ -n $mirror ]] || { echo "rust-stage: no Debian mirror in this machine's apt sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list): debootstrap needs one" >&2; exit 1; }
+  echo "==> stand-in for $BASE: debootstrap bookworm (from $mirror, this machine's apt mirror) with gcc, libc6-dev"
   debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates bookworm "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
   sysroot=$(rustc --print sysroot)

@@ -1,4 +1,4 @@
-"""Validates k3d/cluster.yaml against k3d's own JSON schema (from ../shared/schemas).
+"""Validates k3d/cluster.yaml against k3d's own JSON schema (k3d/schema/, copied from k3d-io/k3d).
 
 Usage: python k3d/check-config.py [CONFIG] [SCHEMA]   (needs PyYAML and jsonschema)
 """
@@ -12,7 +12,7 @@ import yaml
 
 root = Path(__file__).resolve().parent.parent
 config = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "k3d" / "cluster.yaml"
-schema = Path(sys.argv[2]) if len(sys.argv) > 2 else root.parent / "shared" / "schemas" / "k3d-config-v1alpha5.schema.json"
+schema = Path(sys.argv[2]) if len(sys.argv) > 2 else root / "k3d" / "schema" / "k3d-config-v1alpha5.schema.json"
 
 document = yaml.safe_load(config.read_text())
 validator = jsonschema.Draft7Validator(json.loads(schema.read_text()), format_checker=jsonschema.FormatChecker())

@@ -18,7 +18,7 @@ use service_kit::Service;
 pub use crate::commit::{CommitError, Committer};
 pub use crate::config::{Config, StoreConfig};
 pub use crate::metrics::PingMetrics;
-use crate::store::FileStore;
+use crate::store::{FileStore, PgStore};
 pub use crate::store::{Store, StoreError};
 
 /// What every handler shares.
@@ -34,6 +34,9 @@ pub enum StartError {
     /// The counter file's directory cannot be made or written.
     #[error(transparent)]
     Counter(#[from] counter::CounterError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The commit worker could not be started.
     #[error("cannot start the commit worker: {0}")]
     Worker(#[source] std::io::Error),
@@ -67,5 +70,6 @@ pub fn service(store: impl Store) -> Result<Service, StartError> {
 pub fn build(config: &Config) -> Result<Service, StartError> {
     match &config.store {
         StoreConfig::File(path) => service(FileStore::open(path)?),
+        StoreConfig::Postgres(settings) => service(PgStore::new((**settings).clone())),
     }
 }

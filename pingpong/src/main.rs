@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
 
 async fn start() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let service = pingpong::build(&config).context("cannot use the counter file")?;
+    let service = pingpong::build(&config)?;
     let listener = TcpListener::bind(("0.0.0.0", config.port))
         .await
         .with_context(|| format!("cannot listen on port {}", config.port))?;

@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::commit::CommitError;
-use crate::store::StoreError;
+use crate::store::{DatabaseError, StoreError};
 
 /// Why a ping was refused (503), as the `reason` label says it.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,11 +34,18 @@ struct Refusal {
 const CORRUPT_FILE: &str = "corrupt_file";
 /// A system call on the counter file failed (disk full, I/O error, read-only).
 const IO_ERROR: &str = "io_error";
+/// The database could not be reached (refused, timed out, wrong password).
+const DATABASE_UNREACHABLE: &str = "database_unreachable";
+/// The database refused the statement; nothing was counted.
+const DATABASE_ERROR: &str = "database_error";
+/// The commit was sent but its answer lost; its numbers are skipped.
+const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 /// The commit worker was not running: stopped at shutdown, or dead.
 const WORKER_STOPPED: &str = "worker_stopped";
 
 /// Every reason, so that each series exists from the start at 0.
-const REASONS: [&str; 3] = [CORRUPT_FILE, IO_ERROR, WORKER_STOPPED];
+const REASONS: [&str; 6] =
+    [CORRUPT_FILE, IO_ERROR, DATABASE_UNREACHABLE, DATABASE_ERROR, OUTCOME_UNKNOWN, WORKER_STOPPED];
 
 /// The metrics, registered once at start-up and shared by the handlers and
 /// the commit worker.
@@ -131,6 +138,9 @@ fn reason(error: &CommitError) -> &'static str {
             CORRUPT_FILE
         }
         CommitError::Store(StoreError::File(CounterError::Io(_))) => IO_ERROR,
+        CommitError::Store(StoreError::Database(DatabaseError::Unreachable(_))) => DATABASE_UNREACHABLE,
+        CommitError::Store(StoreError::Database(DatabaseError::Failed(_))) => DATABASE_ERROR,
+        CommitError::Store(StoreError::Database(DatabaseError::OutcomeUnknown(_))) => OUTCOME_UNKNOWN,
         CommitError::Stopped => WORKER_STOPPED,
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use counter::CounterError;
 
 pub mod file;
+pub mod postgres;
 
 pub use self::file::FileStore;
+pub use self::postgres::{DatabaseError, PgSettings, PgStore};
 
 /// A durable count that group commits add to. Its futures run on the commit
 /// worker's own thread and runtime, one at a time, so they need not be
@@ -54,4 +56,7 @@ pub enum StoreError {
     /// The counter file is corrupt or could not be read or changed.
     #[error(transparent)]
     File(#[from] CounterError),
+    /// The database is away, refused the statement, or its answer was lost.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
 }

@@ -14,7 +14,8 @@ use axum::Router;
 use axum::routing::MethodRouter;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::connections::Connections;
 use crate::metrics::ServerMetrics;
@@ -136,7 +137,10 @@ impl Service {
         paths.extend(["/metrics", "/healthz", "/readyz"]);
         let own = own.merge(crate::metrics::route(Arc::new(registry)));
         let all = crate::routes::around(own, &paths, &workers.health(), check);
-        let router = crate::metrics::count_requests(all, server.requests).layer(TraceLayer::new_for_http());
+        // A failed request is logged once, by the service's error (see
+        // `error_response`), not again by the trace layer.
+        let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG));
+        let router = crate::metrics::count_requests(all, server.requests).layer(trace);
         (router, workers, Connections::new(max_connections, server.connections))
     }
 
@@ -152,6 +156,11 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<()> {
         let (router, workers, connections) = self.split();
+        let shutting_down = workers.shutting_down();
+        let shutdown = async {
+            shutdown.await;
+            shutting_down();
+        };
         let served = crate::serve::serve(listener, router, connections, shutdown).await;
         workers.stop_all().await;
         tracing::info!("stopped");

@@ -138,11 +138,20 @@ impl Workers {
         self.stops.push((state, stop));
     }
 
+    /// Shutdown has begun: from now on a worker that ends has not died (the
+    /// last handle to its work may go with the server, before it is asked).
+    pub(crate) fn shutting_down(&self) -> impl FnOnce() + Send + 'static {
+        let states: Vec<_> = self.stops.iter().map(|(state, _)| Arc::clone(state)).collect();
+        move || {
+            for state in states {
+                state.stopping.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Asks every worker to stop and waits for each, in the order started.
     pub(crate) async fn stop_all(mut self) {
-        for (state, _) in &self.stops {
-            state.stopping.store(true, Ordering::SeqCst);
-        }
+        self.shutting_down()();
         for (_, stop) in std::mem::take(&mut self.stops) {
             stop().await;
         }

@@ -36,6 +36,15 @@ impl Postgres {
     /// `PG_BIN` may name their directory) or it does not start.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// As [`Postgres::start`], on `port` (a client may be waiting for it).
+    ///
+    /// # Panics
+    /// As [`Postgres::start`].
+    #[must_use]
+    pub fn start_on(port: u16) -> Self {
         let bin = bin_dir();
         let as_postgres = nix::unistd::geteuid().is_root();
         let dir = tempfile::Builder::new().prefix("pg-test-").tempdir_in("/tmp").expect("a temp dir").keep();
@@ -43,7 +52,6 @@ impl Postgres {
         if as_postgres {
             run(Command::new("chown").arg("postgres:postgres").arg(&dir));
         }
-        let port = free_port();
         let db = Self { bin, dir, port, as_postgres };
         db.run_as_owner(&["initdb", "-D", &db.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
