@@ -21,7 +21,11 @@ esac
 
 echo "==> cargo build --release --locked --target $target (static glibc)" >&2
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet --target "$target" \
-  --bin pingpong --bin log-output
+  --bin pingpong --bin log-output || {
+  echo "k3d/build-binaries.sh: the static build failed. It needs a static glibc: Debian and Ubuntu have it" >&2
+  echo "  in libc6-dev; Fedora and RHEL need: dnf install glibc-static. Or build in Docker: k3d/build-images.sh" >&2
+  exit 1
+}
 target_dir=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$out"
 cp "$target_dir/$target/release/pingpong" "$target_dir/$target/release/log-output" "$out/"

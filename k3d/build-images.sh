@@ -37,6 +37,11 @@ if [ "$binaries" = host ]; then
   rm -rf target/images
   k3d/build-binaries.sh target/images
 fi
+# Docker's legacy builder (Linux Docker without buildx, such as Debian's
+# docker.io) runs every stage up to the target, the unused `host` stage
+# included (moby builder/dockerfile/builder.go), and that stage copies
+# target/images/: it must exist, even empty. BuildKit and podman skip it.
+mkdir -p target/images
 for app in pingpong log-output; do
   echo "==> $engine build -f $app/Containerfile --build-arg BINARIES=$binaries -t $app:$tag ." >&2
   # The build's own output goes to stderr: stdout carries only the image names.

@@ -2,11 +2,15 @@
 # One command from nothing to a running system on k3d, and safe to run again:
 # makes the cluster (k3d/cluster.yaml) or starts and checks the one there is,
 # makes /tmp/kube on agent-0 for the apps' user, builds and imports the
-# images, deploys (k3d/deploy.sh), waits until Traefik routes, prints the URLs.
-# Usage: k3d/up.sh [--host-build]
+# images (and checks every node has them), deploys (k3d/deploy.sh), waits
+# until Traefik routes, prints the URLs.
+# Usage: k3d/up.sh [--postgres] [--host-build]
+#   --postgres    the PostgreSQL mode (postgres/): the count in PostgreSQL,
+#                 pingpong x3 over the nodes, log-output over HTTP
 #   --host-build  build the binaries with cargo on this Linux machine instead
 #                 of in Docker (k3d/build-images.sh --host)
-# Needs k3d (v5), Docker and kubectl; Rust only with --host-build.
+# Needs k3d 5.5 or newer (k3d/cluster.yaml is k3d.io/v1alpha5), Docker and
+# kubectl; Rust only with --host-build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,17 +21,31 @@ APP_UID=10001 # the images' USER and the pods' runAsUser/fsGroup
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nk3d/up.sh: %s\n' "$*" >&2; exit 1; }
 
-build_flag=""
-case ${1:-} in
-  "") ;;
-  --host-build) build_flag=--host ;;
-  *) sed -n '6,8s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
-esac
+build_flag="" deploy_flag=""
+for arg in "$@"; do
+  case $arg in
+    --postgres) deploy_flag=--postgres ;;
+    --host-build) build_flag=--host ;;
+    *) sed -n '7,11s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  esac
+done
 
 for tool in k3d docker kubectl; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
-docker info >/dev/null 2>&1 || die "Docker is not running (start Docker Desktop, or the docker service)"
+# `k3d version` prints "k3d version v5.6.0"; v1alpha5 configs need 5.5.
+k3d_version=$(k3d version 2>/dev/null | sed -n 's/^k3d version v\{0,1\}\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+read -r k3d_major k3d_minor <<EOF
+${k3d_version:-0 0}
+EOF
+if [ "$k3d_major" -lt 5 ] || { [ "$k3d_major" -eq 5 ] && [ "$k3d_minor" -lt 5 ]; }; then
+  die "k3d 5.5 or newer is needed (k3d/cluster.yaml is k3d.io/v1alpha5); this is: $(k3d version 2>/dev/null | head -n 1)"
+fi
+# Docker's own words: not running, no permission on its socket (add
+# yourself to the docker group), or a context that points elsewhere.
+if ! docker_error=$(docker info 2>&1 >/dev/null); then
+  die "Docker does not answer: $(printf '%s\n' "$docker_error" | grep -v '^[[:space:]]*$' | tail -n 1)"
+fi
 
 # --------------------------------------------------------------- the cluster
 if ! status=$(k3d cluster list "$CLUSTER" --no-headers 2>/dev/null); then
@@ -73,15 +91,26 @@ images=$(printf '%s\n' "$images" | tr '\n' ' ') # one line
 step "k3d image import $images"
 # shellcheck disable=SC2086 # one word per image
 k3d image import --cluster "$CLUSTER" $images || die "k3d image import failed (its error is above)"
+# k3d logs a node's failed import and still exits 0 (pkg/client/tools.go):
+# look in every node's containerd, where the kubelet will look.
+for node in $(k3d node list --no-headers | awk -v c="$CLUSTER" '$3 == c && ($2 == "server" || $2 == "agent") {print $1}'); do
+  have=$(docker exec "$node" ctr -n k8s.io images ls -q 2>/dev/null || true)
+  for image in $images; do
+    printf '%s\n' "$have" | grep -Eq "(^|/)$image\$" ||
+      die "node $node does not have the image $image after k3d image import (see its errors above); try: k3d image import --cluster $CLUSTER $image"
+  done
+done
+echo "    every node has: $images"
 
 # ------------------------------------------------------------------- deploy
 restart=""
 kubectl -n pingpong get deployment pingpong >/dev/null 2>&1 && restart=--restart
-k3d/deploy.sh $restart
+# shellcheck disable=SC2086 # no flag, or one each
+k3d/deploy.sh $deploy_flag $restart
 
 step "waiting for Traefik to route localhost:8081 (at most 120 s)"
-routed=no
-for _ in $(seq 120); do
+routed=no deadline=$((SECONDS + 120))
+while [ $SECONDS -lt $deadline ]; do
   if curl -fs --max-time 2 http://localhost:8081/pings 2>/dev/null | grep -qx '[0-9]*' &&
     curl -fs --max-time 2 http://localhost:8081/ >/dev/null 2>&1; then
     routed=yes
@@ -103,6 +132,6 @@ cat <<'MSG'
     curl localhost:8081/                # latest log entry
     curl 'localhost:8081/log?tail=5'    # last five entries
     kubectl -n pingpong get pods,pvc    # what runs
-    ./test-persistent.sh                # the persistence suite (kills pods)
+    ./test-persistent.sh                # the persistence suite (kills pods; --postgres for that mode)
     k3d/down.sh                         # delete the cluster
 MSG
