@@ -5,16 +5,16 @@ server, and none can run here. This script is a small, read-only stand-in for
 one: it serves the objects that `kubectl kustomize` makes of the repository
 (Ingresses, Services) plus an IngressClass `traefik` (what k3s's Traefik chart
 installs) and EndpointSlices that point at processes or pods on this machine.
-It plays the endpoints controller too: an endpoint is ready while its pod's
-readiness probe (the `httpGet` path of the Deployment's container behind the
-Service's `targetPort`) answers 200, and every change is sent to Traefik as a
-watch event, as the real API server would. Traefik, its rule ordering and the
+It plays the endpoints controller too: an endpoint is ready while its pod is
+(every container's `httpGet` readiness probe answers 200), and every change
+is sent to Traefik as a watch event, as the real API server would. Traefik, its rule ordering and the
 manifests are the real things under test; only the API server is stood in for.
 
 Usage:
   python traefik/run.py --endpoints pingpong-svc=127.0.0.1:3000,127.0.0.2:3001 \
                         --endpoints log-output-svc=127.0.0.1:8080 \
-                        [--listen 127.0.0.1:8081] [--strict-prefix-matching] [--traefik-log FILE]
+                        [--listen 127.0.0.1:8081] [--kustomize postgres] [--strict-prefix-matching]
+                        [--traefik-log FILE]
 
 Each `--endpoints` names a Service and its pods' addresses (a distinct
 loopback IP per pod, as pods have distinct IPs: Traefik keeps one server per
@@ -206,21 +206,32 @@ class ApiHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = refuse
 
 
-def readiness_paths(objects):
-    """Service name -> the readiness probe path of the container behind it."""
+def readiness_probes(objects):
+    """Service name -> its pods' readiness probes, as (the Service's target
+    container?, port, path), one per container with an httpGet probe.
+
+    A pod is ready when all its containers are (as the kubelet reports it):
+    the target container's probe is asked on the endpoint's own port, the
+    others' on their declared port at the endpoint's address. Exec probes
+    cannot be run from here and count as passing (the file mode's writer
+    has one; its suite runs it with `podman exec`)."""
     deployments = [o for o in objects if o["kind"] == "Deployment"]
-    paths = {}
-    for svc in (o for o in objects if o["kind"] == "Service"):
-        selector = svc["spec"].get("selector", {})
+    probes = {}
+    for svc in (o for o in objects if o["kind"] == "Service" and o["spec"].get("selector")):
+        selector = svc["spec"]["selector"]
         target = svc["spec"]["ports"][0]["targetPort"]
         for dep in deployments:
             labels = dep["spec"]["template"]["metadata"].get("labels", {})
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue
             for container in dep["spec"]["template"]["spec"]["containers"]:
-                if any(p.get("name") == target or p.get("containerPort") == target for p in container.get("ports", [])):
-                    paths[svc["metadata"]["name"]] = container["readinessProbe"]["httpGet"]["path"]
-    return paths
+                http = container.get("readinessProbe", {}).get("httpGet")
+                if not http:
+                    continue
+                is_target = any(p.get("name") == target or p.get("containerPort") == target
+                                for p in container.get("ports", []))
+                probes.setdefault(svc["metadata"]["name"], []).append((is_target, http["port"], http["path"]))
+    return probes
 
 
 def endpoint_slice(service, index, address, port_name, ready):
@@ -246,15 +257,20 @@ def probe(url):
         return False
 
 
-def endpoints_controller(store, services, endpoints, paths, stop):
-    """Keeps each EndpointSlice's ready condition equal to its pod's probe."""
+def pod_ready(address, probes):
+    ip, port = address.rsplit(":", 1)
+    return all(probe(f"http://{ip}:{port if is_target else own}{path}") for is_target, own, path in probes)
+
+
+def endpoints_controller(store, services, endpoints, probes, stop):
+    """Keeps each EndpointSlice's ready condition equal to its pod's readiness."""
     known = {}
     while not stop.is_set():
         for name, addresses in endpoints.items():
             service = services[name]
             port_name = service["spec"]["ports"][0].get("name")
             for index, address in enumerate(addresses):
-                ready = probe(f"http://{address}{paths[name]}")
+                ready = pod_ready(address, probes.get(name, []))
                 if known.get((name, index)) != ready:
                     known[(name, index)] = ready
                     store.put(endpoint_slice(service, index, address, port_name, ready))
@@ -266,11 +282,13 @@ def main():
     parser.add_argument("--endpoints", action="append", default=[], metavar="SERVICE=IP:PORT[,IP:PORT]")
     parser.add_argument("--listen", default="127.0.0.1:8081", help="Traefik's web entrypoint")
     parser.add_argument("--traefik-log", help="file for Traefik's own log (default: stderr)")
+    parser.add_argument("--kustomize", default=".", metavar="DIR",
+                        help="the kustomization to serve, relative to the repository (default: the file mode's)")
     parser.add_argument("--strict-prefix-matching", action="store_true",
                         help="Traefik's option to match Prefix paths element-wise, as the Ingress spec says")
     args = parser.parse_args()
 
-    kubectl = subprocess.run(["kubectl", "kustomize", str(ROOT)], check=True, capture_output=True, text=True)
+    kubectl = subprocess.run(["kubectl", "kustomize", str(ROOT / args.kustomize)], check=True, capture_output=True, text=True)
     objects = [o for o in yaml.safe_load_all(kubectl.stdout) if o]
     served = [o for o in objects if o["kind"] in ("Ingress", "Service")] + [INGRESS_CLASS]
     store = Store(served)
@@ -281,14 +299,14 @@ def main():
         if name not in services:
             parser.error(f"no Service {name!r} in the manifests (there are: {', '.join(services)})")
         endpoints[name] = addresses.split(",")
-    paths = readiness_paths(objects)
+    probes = readiness_probes(objects)
 
     ApiHandler.store = store
     api = ThreadingHTTPServer(("127.0.0.1", 0), ApiHandler)
     api.daemon_threads = True
     threading.Thread(target=api.serve_forever, daemon=True).start()
     stop = threading.Event()
-    threading.Thread(target=endpoints_controller, args=(store, services, endpoints, paths, stop), daemon=True).start()
+    threading.Thread(target=endpoints_controller, args=(store, services, endpoints, probes, stop), daemon=True).start()
 
     traefik = shutil.which("traefik") or str(ROOT / ".venv" / "bin" / "traefik")
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")}
