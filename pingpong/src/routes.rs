@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::commit::CommitError;
+use crate::store::StoreError;
 
 /// `GET /pingpong`: counts this ping and answers `pong N`, N being the pings
 /// answered before it. Sent only after the store durably holds N + 1.
@@ -28,9 +29,16 @@ pub async fn pings(State(state): State<AppState>) -> Result<String, CommitError>
 }
 
 /// Every failure is the server's side (the store, or the commit worker):
-/// 503 with the one-line reason, logged once.
+/// 503 with the one-line reason. Logged here, except the database's, which
+/// its store logs when it goes and when it is back (not once per refused
+/// ping while it is away).
 impl IntoResponse for CommitError {
     fn into_response(self) -> Response {
-        service_kit::error_response(StatusCode::SERVICE_UNAVAILABLE, &self)
+        match &self {
+            Self::Store(StoreError::Database(_)) => {
+                service_kit::refusal_response(StatusCode::SERVICE_UNAVAILABLE, &self)
+            }
+            _ => service_kit::error_response(StatusCode::SERVICE_UNAVAILABLE, &self),
+        }
     }
 }

@@ -75,6 +75,14 @@ pub fn error_response(status: StatusCode, error: &impl Display) -> Response {
     (status, format!("{error}\n")).into_response()
 }
 
+/// As [`error_response`], for a failure whose cause is logged where it
+/// starts and ends (a database away: one line when it goes, one when it is
+/// back), so that a flood of refused requests does not flood the log.
+pub fn refusal_response(status: StatusCode, error: &impl Display) -> Response {
+    tracing::debug!(status = status.as_u16(), cause = %error, "request refused");
+    (status, format!("{error}\n")).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
