@@ -141,11 +141,17 @@ impl Committer {
 }
 
 async fn commit_loop<S: Store>(mut store: S, queue: &Queue, metrics: &PingMetrics) {
+    // `pingpong_store_available` from the start, and again whenever the
+    // store's own upkeep changed something (a connection made or lost).
+    metrics.store(store.check().await.is_ok());
     loop {
         let batch = tokio::select! {
             biased;
             batch = queue.next_batch() => batch,
-            () = store.maintain() => continue,
+            () = store.maintain() => {
+                metrics.store(store.check().await.is_ok());
+                continue;
+            }
         };
         let Some(batch) = batch else { break };
         commit(&mut store, batch, metrics).await;
@@ -163,6 +169,7 @@ async fn commit<S: Store>(store: &mut S, Batch { mut pings, reads, checks }: Bat
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
         let result = store.increment_by(n).await;
+        metrics.store(result.is_ok());
         match &result {
             Ok(first) => {
                 metrics.committed(n, store.last_commit(), first + n);
@@ -178,6 +185,7 @@ async fn commit<S: Store>(store: &mut S, Batch { mut pings, reads, checks }: Bat
         Some(result.map(|first| first + n))
     };
     if let Some(count) = count {
+        metrics.store(count.is_ok());
         if let Ok(count) = &count {
             metrics.saw(*count);
         }
@@ -185,6 +193,7 @@ async fn commit<S: Store>(store: &mut S, Batch { mut pings, reads, checks }: Bat
     }
     if !checks.is_empty() {
         let checked = store.check().await.map(|()| 0);
+        metrics.store(checked.is_ok());
         answer_all(checks, &checked);
     }
 }

@@ -57,6 +57,7 @@ pub struct PingMetrics {
     commit_pings: Histogram,
     flush: Histogram,
     count: Gauge<u64, AtomicU64>,
+    store_available: Gauge,
 }
 
 impl PingMetrics {
@@ -72,6 +73,7 @@ impl PingMetrics {
             // 25 µs to 0.8 s: from tmpfs and NVMe to a struggling network disk.
             flush: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             count: Gauge::default(),
+            store_available: Gauge::default(),
         };
         for reason in REASONS {
             let _ = metrics.refused.get_or_create(&Refusal { reason });
@@ -97,7 +99,20 @@ impl PingMetrics {
             "The count (what /pings answers) as this process last saw it, after its last commit or read",
             metrics.count.clone(),
         );
+        registry.register(
+            "store_available",
+            "1 while the last call to the store (a commit, a read, a readiness check) succeeded, else 0: what readiness follows",
+            metrics.store_available.clone(),
+        );
         metrics
+    }
+
+    /// The last call to the store succeeded, or not.
+    pub(crate) fn store(&self, available: bool) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        self.store_available.set(i64::from(available));
     }
 
     /// A commit counted `pings` pings durably, waiting `flush` for it; the
