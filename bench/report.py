@@ -86,11 +86,34 @@ rows = [
 ]
 
 detail = [
-    "| connections | pingpong req/s | Redis INCR req/s | ratio |",
-    "| --- | --- | --- | --- |",
+    "| connections | pingpong (file) req/s | Redis INCR req/s | ratio | pingpong (PostgreSQL) req/s |",
+    "| --- | --- | --- | --- | --- |",
 ] + [
-    f"| {c} | {r[f'pp_rps_c{c}']:,.0f} | {r[f'redis_rps_c{c}']:,.0f} | {r[f'pp_rps_c{c}'] / r[f'redis_rps_c{c}']:.2f}x |"
+    f"| {c} | {r[f'pp_rps_c{c}']:,.0f} | {r[f'redis_rps_c{c}']:,.0f} | {r[f'pp_rps_c{c}'] / r[f'redis_rps_c{c}']:.2f}x | {r[f'pg_rps_c{c}']:,.0f} |"
     for c in CONNECTIONS
+]
+
+
+def paired(a, b):
+    """The median of the rounds' ratios a/b, and their range."""
+    ratios = sorted(r[k] / r[k.replace(f"{a}_", f"{b}_", 1)] for k in r if k.startswith(f"{a}_rps_50_r"))
+    return median_of(ratios), ratios[0], ratios[-1], len(ratios)
+
+
+pg_vs_pgbench, pg_vs_file = paired("pg", "pgbench"), paired("pg", "file")
+pg_lat = r["pg_p50_1"] / r["file_p50_1"]
+pg_rows = [
+    "| measure | pingpong on PostgreSQL | alternative | ratio | target | |",
+    "| --- | --- | --- | --- | --- | --- |",
+    row(f"50 connections (req/s, medians of {pg_vs_pgbench[3]} rounds; ratio: median of the rounds' ratios, {pg_vs_pgbench[1]:.1f}x to {pg_vs_pgbench[2]:.1f}x)",
+        f"{r['pg_rps_50']:,.0f}", f"one transaction per request (pgbench -M prepared -c 50): {r['pgbench_rps_50']:,.0f} tps",
+        f"{pg_vs_pgbench[0]:.1f}x", "at least 15x", pg_vs_pgbench[0] >= 15),
+    row(f"50 connections, against the file store (ratio: median of the rounds', {pg_vs_file[1]:.2f}x to {pg_vs_file[2]:.2f}x)",
+        f"{r['pg_rps_50']:,.0f}", f"pingpong on the file: {r['file_rps_50']:,.0f}", f"{pg_vs_file[0]:.2f}x", "at least 0.8x",
+        pg_vs_file[0] >= 0.8),
+    row("one connection, p50 latency (median of 5)", f"{r['pg_p50_1']:.3f} ms", f"pingpong on the file: {r['file_p50_1']:.3f} ms",
+        f"{pg_lat:.2f}x", "at most 1.5x", pg_lat <= 1.5),
+    row("one client, for reference", "", f"pgbench -c 1: {r['pgbench_tps_1']:,.0f} tps", "", "", None),
 ]
 footprint = [
     "| process | idle RSS | start to /readyz |",
@@ -120,6 +143,20 @@ Load: `wrk` for HTTP, `redis-benchmark -t incr` for Redis.
 ![throughput against connections](throughput.svg)
 
 {chr(10).join(detail)}
+
+## The PostgreSQL store
+
+pingpong with `DATABASE_URL` on a PostgreSQL of the run's own (Debian's, on
+the same disk, `fsync` and `synchronous_commit` on), side by side with the
+usual solution of the course's exercise 2.07, one transaction per request
+updating the one row (`pgbench -n -M prepared -c 50 -j 2` with the script
+`UPDATE pingpong_counter SET count = count + 1 WHERE id = 1 RETURNING count;`:
+each transaction holds the row lock across its commit's WAL flush, so more
+clients do not help), and with pingpong on the file, in alternating rounds.
+Group commit is the lever: one `UPDATE … SET count = count + k` per batch,
+as for the file.
+
+{chr(10).join(pg_rows)}
 
 ## Footprint
 
@@ -170,7 +207,7 @@ open(md_path, "w").write(md)
 
 # Plot: throughput against connections, log-scale x.
 W, H, L, B, T, R = 640, 360, 70, 50, 30, 150
-top = max(max(r[f"pp_rps_c{c}"], r[f"redis_rps_c{c}"]) for c in CONNECTIONS) * 1.1
+top = max(max(r[f"pp_rps_c{c}"], r[f"redis_rps_c{c}"], r[f"pg_rps_c{c}"]) for c in CONNECTIONS) * 1.1
 xs = {c: L + i * (W - L - R) / (len(CONNECTIONS) - 1) for i, c in enumerate(CONNECTIONS)}
 y = lambda v: H - B - v / top * (H - B - T)  # noqa: E731
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
@@ -185,12 +222,13 @@ for i in range(5):
     v = top * i / 4
     svg.append(f'<line x1="{L - 4}" y1="{y(v)}" x2="{W - R}" y2="{y(v)}" stroke="#ddd"/>')
     svg.append(f'<text x="{L - 8}" y="{y(v) + 4}" text-anchor="end">{v / 1000:.0f}k</text>')
-for key, name, colour in (("pp", "pingpong GET /pingpong", "#d62728"), ("redis", "Redis INCR, fsync always", "#1f77b4")):
+for key, name, colour in (("pp", "pingpong, the file", "#d62728"), ("redis", "Redis INCR, fsync always", "#1f77b4"),
+                          ("pg", "pingpong, PostgreSQL", "#2ca02c")):
     pts = " ".join(f"{xs[c]:.1f},{y(r[f'{key}_rps_c{c}']):.1f}" for c in CONNECTIONS)
     svg.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
     for c in CONNECTIONS:
         svg.append(f'<circle cx="{xs[c]:.1f}" cy="{y(r[f"{key}_rps_c{c}"]):.1f}" r="3" fill="{colour}"/>')
-    ly = T + 20 + (0 if key == "pp" else 20)
+    ly = T + 20 + {"pp": 0, "redis": 20, "pg": 40}[key]
     svg.append(f'<line x1="{W - R + 10}" y1="{ly - 4}" x2="{W - R + 30}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>')
     svg.append(f'<text x="{W - R + 34}" y="{ly}" font-size="10">{name}</text>')
 svg.append("</svg>")

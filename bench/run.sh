@@ -13,21 +13,27 @@
 #      feature (recording compiled out), and that build against a second copy
 #      of itself (an A/A control: the noise floor), in 10 rounds of the three
 #      (the order rotated): medians of the rounds' ratios
+#   8. the PostgreSQL store, on a PostgreSQL of its own (Debian's): pingpong on
+#      it vs the usual solution, one transaction per request (pgbench -M
+#      prepared, the same UPDATE … RETURNING), and vs pingpong on the file, at
+#      50 connections and over one connection (5 alternating rounds), and
+#      against connections
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
-# Usage: bench/run.sh          (installs wrk, redis-server, podman if missing;
+# Usage: bench/run.sh          (installs wrk, redis-server, podman, postgresql if missing;
 #                               DURATION=seconds per wrk run, default 6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-6}
 OUT=bench/out
-PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905 CONTROL_PORT=3906
+PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905 CONTROL_PORT=3906 PG_PP_PORT=3907 PG_PORT=5491
 step() { printf '==> %s\n' "$*" >&2; }
 
 need=()
 for cmd in wrk:wrk redis-server:redis-server redis-benchmark:redis-tools podman:podman runc:runc; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done
+compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   step "installing ${need[*]}"
   apt-get update -qq
@@ -49,9 +55,13 @@ results=$OUT/results.tsv
 : >"$results"
 record() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
 pids=()
+PG_BIN=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
+as_postgres() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  [[ -f $OUT/pg/data/postmaster.pid ]] && as_postgres "$PG_BIN/pg_ctl" -D "$OUT/pg/data" -m immediate stop >/dev/null 2>&1
+  return 0
 }
 trap cleanup EXIT
 
@@ -139,6 +149,41 @@ done
 kill "${pids[-1]}"
 record pp_rps_50_metrics "$(median <"$OUT/pp_rps_50_metrics")"
 record pp_rps_50_baseline "$(median <"$OUT/pp_rps_50_baseline")"
+
+step "PostgreSQL: a server of its own on $OUT/pg (the same disk), pingpong on it, pgbench's one transaction per request"
+mkdir -p "$OUT/pg" && chmod 0755 "$OUT/pg"
+[[ $(id -u) == 0 ]] && chown postgres:postgres "$OUT/pg"
+as_postgres "$PG_BIN/initdb" -D "$OUT/pg/data" -U postgres --auth=trust >/dev/null
+as_postgres "$PG_BIN/pg_ctl" -D "$OUT/pg/data" -w -l "$OUT/pg/log" \
+  -o "-p $PG_PORT -k $PWD/$OUT/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres PORT=$PG_PP_PORT RUST_LOG=warn "$BIN/pingpong" & pids+=($!)
+wait_http "http://127.0.0.1:$PG_PP_PORT/readyz"
+PG_PING=http://127.0.0.1:$PG_PP_PORT/pingpong
+# The usual solution: one transaction per request on the one row, the same
+# statement pingpong sends per batch.
+echo 'UPDATE pingpong_counter SET count = count + 1 WHERE id = 1 RETURNING count;' >"$OUT/pg/update.sql"
+pgbench_tps() { # CLIENTS SECONDS: transactions per second
+  "$PG_BIN/pgbench" -n -M prepared -c "$1" -j "$(( $1 < 2 ? 1 : 2 ))" -T "$2" -f "$OUT/pg/update.sql" \
+    -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres 2>/dev/null | awk '/^tps = / {print $3; exit}'
+}
+for round in 1 2 3 4 5; do
+  for side in pg pgbench file; do
+    case $side in
+      pg) rps=$(wrk_rps 50 "$DURATION" "$PG_PING") ;;
+      pgbench) rps=$(pgbench_tps 50 "$DURATION") ;;
+      file) rps=$(wrk_rps 50 "$DURATION" "$PING") ;;
+    esac
+    echo "$rps" >>"$OUT/${side}_rps_50"
+    record "${side}_rps_50_r$round" "$rps"
+  done
+  wrk_p50 "$DURATION" "$PG_PING" >>"$OUT/pg_p50_1"
+  wrk_p50 "$DURATION" "$PING" >>"$OUT/file_p50_1"
+done
+for side in pg pgbench file; do record "${side}_rps_50" "$(median <"$OUT/${side}_rps_50")"; done
+record pg_p50_1 "$(median <"$OUT/pg_p50_1")"
+record file_p50_1 "$(median <"$OUT/file_p50_1")"
+record pgbench_tps_1 "$(pgbench_tps 1 "$DURATION")"
+for c in 1 4 16 64 256; do record "pg_rps_c$c" "$(wrk_rps "$c" 5 "$PG_PING")"; done
 
 step "one increment alone, each way (bench/syscalls.py)"
 python3 bench/syscalls.py "$OUT/syscalls" "$results"

@@ -5,7 +5,7 @@
 //! ([`Committer::count_ping`]) and waits on it. One worker, on a thread of
 //! its own with a single-threaded runtime, serves the queue in batches: it
 //! takes every ping, read and readiness check that queued while its last
-//! commit ran ([`queue`]'s rule), drops the pings whose clients have gone,
+//! commit ran (`commit/queue.rs`'s rule), drops the pings whose clients have gone,
 //! adds the number of the rest to the store in one durable increment
 //! ([`Store::increment_by`]: one `fdatasync`, or one database commit), and
 //! only then hands each ping its own number, the reads the count after the

@@ -1,4 +1,4 @@
-//! Where the count lives, behind one seam: the counter file ([`file`]) or
+//! Where the count lives, behind one seam: the counter file ([`mod@file`]) or
 //! PostgreSQL ([`postgres`]). The group commit ([`crate::commit`]) drives a
 //! [`Store`] and the HTTP code never knows which one runs.
 

@@ -1,5 +1,5 @@
 //! The HTTP/1.1 server under every service: the accept loop, its bound on
-//! connections ([`crate::connections`]), its timeouts, and graceful shutdown
+//! connections (`connections.rs`), its timeouts, and graceful shutdown
 //! as one sequence.
 //!
 //! `axum::serve` sets no header-read timeout, so a client that sends its
@@ -7,7 +7,7 @@
 //! shutdown, open for ever; here hyper's `header_read_timeout` closes such
 //! connections, and the connection bound gives way to new clients first.
 //!
-//! Shutdown, in order ([`serve`]):
+//! Shutdown, in order (`serve`):
 //! 1. the signal: stop accepting (the listener is closed, so new connections
 //!    are refused by the kernel);
 //! 2. every connection finishes the request it is on and then closes, idle

@@ -89,7 +89,7 @@ impl Service {
     }
 
     /// At most `max` connections open at once (default
-    /// [`MAX_CONNECTIONS`]); see [`crate::connections`] for who gives way.
+    /// [`MAX_CONNECTIONS`]); `connections.rs` says who gives way.
     pub fn max_connections(&mut self, max: usize) -> &mut Self {
         self.max_connections = max;
         self
