@@ -34,9 +34,6 @@ pub enum StartError {
     /// The counter file's directory cannot be made or written.
     #[error(transparent)]
     Counter(#[from] counter::CounterError),
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
     /// The commit worker could not be started.
     #[error("cannot start the commit worker: {0}")]
     Worker(#[source] std::io::Error),
