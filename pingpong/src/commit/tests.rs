@@ -60,6 +60,9 @@ async fn pings_queued_when_shutdown_closes_the_queue_are_all_answered() {
     const PINGS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let (_service, committer, file) = started(&dir);
+    // The worker is up and idle (its start-up check, which takes the lock
+    // shared, is done), so the lock taken next blocks its first increment.
+    assert_eq!(committer.count().await.unwrap(), 0);
     let lock = File::options().write(true).open(dir.path().join("counter.txt.lock")).unwrap();
     lock.lock().unwrap();
     let ask = |committer: &Committer| {
