@@ -32,7 +32,10 @@ die() { echo "run-local.sh: $*" >&2; exit 1; }
 
 pids=() pg_data=""
 stop() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C (or a signal to the whole group) must not cut the
+  # stopping short: the database would be left running.
+  trap '' INT TERM
+  trap - EXIT
   echo
   echo "==> stopping"
   # (${pids[@]+…}: an empty array is "unbound" to bash before 4.4, macOS's 3.2 included)
