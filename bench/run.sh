@@ -13,7 +13,11 @@
 #      feature (recording compiled out), and that build against a second copy
 #      of itself (an A/A control: the noise floor), in 10 rounds of the three
 #      (the order rotated): medians of the rounds' ratios
-#   8. the PostgreSQL store, on a PostgreSQL of its own (Debian's): pingpong on
+#   8. the commit design (issue 19): a lone ping committed by its own request
+#      (the chosen design) against the one it replaced, every ping handed to
+#      the commit worker (pingpong built without its `direct-commit`
+#      feature), in the same rounds as 1-3
+#   9. the PostgreSQL store, on a PostgreSQL of its own (Debian's): pingpong on
 #      it vs the usual solution, one transaction per request (pgbench -M
 #      prepared, the same UPDATE … RETURNING), and vs pingpong on the file, at
 #      50 connections and over one connection (5 alternating rounds), and
@@ -27,6 +31,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-6}
 OUT=bench/out
 PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905 CONTROL_PORT=3906 PG_PP_PORT=3907 PG_PORT=5491
+QUEUED_PORT=3908
 step() { printf '==> %s\n' "$*" >&2; }
 
 need=()
@@ -47,8 +52,13 @@ BIN=$TARGET/release
 export BIN
 
 step "cargo build --release of pingpong without its metrics feature (recording compiled out)"
-CARGO_TARGET_DIR=$TARGET/bench-no-metrics cargo build --release --quiet -p pingpong --no-default-features --bin pingpong
+CARGO_TARGET_DIR=$TARGET/bench-no-metrics cargo build --release --quiet -p pingpong --no-default-features \
+  --features direct-commit --bin pingpong
 BASE_BIN=$TARGET/bench-no-metrics/release/pingpong
+step "cargo build --release of pingpong without its direct-commit feature (the design it replaced: every ping through the worker)"
+CARGO_TARGET_DIR=$TARGET/bench-queued cargo build --release --quiet -p pingpong --no-default-features \
+  --features metrics --bin pingpong
+QUEUED_BIN=$TARGET/bench-queued/release/pingpong
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 results=$OUT/results.tsv
@@ -81,13 +91,16 @@ redis_csv() { # CLIENTS REQUESTS: the INCR line of redis-benchmark --csv
 }
 
 step "starting pingpong and redis-server (appendonly yes, appendfsync always), both on $OUT/"
-mkdir -p "$OUT/pingpong" "$OUT/redis"
+mkdir -p "$OUT/pingpong" "$OUT/redis" "$OUT/queued"
 COUNTER_FILE=$OUT/pingpong/counter.txt PORT=$PP_PORT RUST_LOG=warn "$BIN/pingpong" & pids+=($!)
+COUNTER_FILE=$OUT/queued/counter.txt PORT=$QUEUED_PORT RUST_LOG=warn "$QUEUED_BIN" & pids+=($!)
 redis-server --port "$REDIS_PORT" --dir "$PWD/$OUT/redis" --appendonly yes --appendfsync always --save '' \
   --daemonize yes --logfile "$PWD/$OUT/redis/log"
 wait_http "http://127.0.0.1:$PP_PORT/readyz"
+wait_http "http://127.0.0.1:$QUEUED_PORT/readyz"
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 PING=http://127.0.0.1:$PP_PORT/pingpong
+QUEUED_PING=http://127.0.0.1:$QUEUED_PORT/pingpong
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -96,33 +109,40 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # and a round's two runs share the drift; the verdict is the median of the
 # rounds' ratios.
 step "throughput, 50 connections (5 rounds of ${DURATION} s)"
+# The design it replaced (queued) runs in the same rounds, after them.
 for round in 1 2 3 4 5; do
-  if ((round % 2)); then first=pingpong; else first=redis; fi
-  for side in $first $([[ $first == pingpong ]] && echo redis || echo pingpong); do
-    if [[ $side == pingpong ]]; then
-      rps=$(wrk_rps 50 "$DURATION" "$PING") && echo "$rps" >>"$OUT/pp_rps_50" && record "pp_rps_50_r$round" "$rps"
-    else
-      rps=$(redis_csv 50 300000 | cut -d, -f2) && echo "$rps" >>"$OUT/redis_rps_50" && record "redis_rps_50_r$round" "$rps"
-    fi
+  if ((round % 2)); then order="pingpong redis"; else order="redis pingpong"; fi
+  for side in $order queued; do
+    case $side in
+      pingpong) rps=$(wrk_rps 50 "$DURATION" "$PING") && echo "$rps" >>"$OUT/pp_rps_50" && record "pp_rps_50_r$round" "$rps" ;;
+      queued) rps=$(wrk_rps 50 "$DURATION" "$QUEUED_PING") && echo "$rps" >>"$OUT/queued_rps_50" && record "queued_rps_50_r$round" "$rps" ;;
+      *) rps=$(redis_csv 50 300000 | cut -d, -f2) && echo "$rps" >>"$OUT/redis_rps_50" && record "redis_rps_50_r$round" "$rps" ;;
+    esac
   done
   wrk_rps 50 "$DURATION" "http://127.0.0.1:$PP_PORT/healthz" >>"$OUT/healthz_rps_50"
+  wrk_rps 50 "$DURATION" "http://127.0.0.1:$QUEUED_PORT/healthz" >>"$OUT/queued_healthz_rps_50"
 done
 record pp_rps_50 "$(median <"$OUT/pp_rps_50")"
+record queued_rps_50 "$(median <"$OUT/queued_rps_50")"
 record healthz_rps_50 "$(median <"$OUT/healthz_rps_50")"
+record queued_healthz_rps_50 "$(median <"$OUT/queued_healthz_rps_50")"
 record redis_rps_50 "$(median <"$OUT/redis_rps_50")"
 
 step "latency, one connection (3 alternating rounds of ${DURATION} s)"
 for _ in 1 2 3; do
   wrk_p50 "$DURATION" "$PING" >>"$OUT/pp_p50_1"
   redis_csv 1 20000 | cut -d, -f5 >>"$OUT/redis_p50_1"
+  wrk_p50 "$DURATION" "$QUEUED_PING" >>"$OUT/queued_p50_1"
 done
 record pp_p50_1 "$(median <"$OUT/pp_p50_1")"
 record redis_p50_1 "$(median <"$OUT/redis_p50_1")"
+record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 
 step "throughput against connections"
 for c in 1 4 16 64 256; do
   record "pp_rps_c$c" "$(wrk_rps "$c" 5 "$PING")"
   record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
+  record "queued_rps_c$c" "$(wrk_rps "$c" 5 "$QUEUED_PING")"
 done
 
 step "the cost of metrics: /pingpong, 50 connections, with (scraped every second), without, and without again (10 rounds)"

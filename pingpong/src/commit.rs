@@ -1,7 +1,11 @@
 //! Group commit: pings that arrive together share one durable increment of
 //! the store, whichever store it is.
 //!
-//! How a ping flows: the `/pingpong` handler queues a reply channel
+//! How a ping flows: a ping that finds the worker idle and nothing queued
+//! is committed by its own request, on its own thread, with no hand-off (for
+//! a store that allows it: the file's, [`Store::direct`]); it holds the
+//! store while it does, so pings arriving meanwhile queue for the worker.
+//! Otherwise the `/pingpong` handler queues a reply channel
 //! ([`Committer::count_ping`]) and waits on it. One worker, on a thread of
 //! its own with a single-threaded runtime, serves the queue in batches: it
 //! takes every ping, read and readiness check that queued while its last
@@ -26,13 +30,14 @@
 //! (`service_kit::serve::MAX_CONNECTIONS`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use service_kit::Service;
 use tokio::sync::oneshot;
 
 use self::queue::{Batch, Kind, Queue, Reply};
 use crate::metrics::PingMetrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Direct, Store, StoreError};
 
 mod queue;
 
@@ -51,6 +56,8 @@ pub enum CommitError {
 #[derive(Debug)]
 struct Shared {
     queue: Arc<Queue>,
+    /// Pings between `count_ping`'s start and its answer.
+    in_flight: AtomicUsize,
 }
 
 impl Drop for Shared {
@@ -76,6 +83,9 @@ impl Drop for Serving<'_> {
 #[derive(Debug, Clone)]
 pub struct Committer {
     shared: Arc<Shared>,
+    /// The store's direct increment, for a lone ping (`None`: always queue).
+    direct: Option<Arc<dyn Direct>>,
+    metrics: Arc<PingMetrics>,
 }
 
 impl Committer {
@@ -93,18 +103,20 @@ impl Committer {
             runtime.enable_io();
         }
         let runtime = runtime.build()?;
+        let direct = if cfg!(feature = "direct-commit") { store.direct() } else { None };
         let queue = Arc::new(Queue::default());
         let (served, closed) = (Arc::clone(&queue), Arc::clone(&queue));
+        let worker_metrics = Arc::clone(&metrics);
         service.spawn_thread(
             "counter-commit",
             move || {
                 let _serving = Serving(&served);
                 tracing::info!(store = store.describe(), "commit worker started");
-                runtime.block_on(commit_loop(store, &served, &metrics));
+                runtime.block_on(commit_loop(store, &served, &worker_metrics));
             },
             move || closed.close(),
         )?;
-        Ok(Self { shared: Arc::new(Shared { queue }) })
+        Ok(Self { shared: Arc::new(Shared { queue, in_flight: AtomicUsize::new(0) }), direct, metrics })
     }
 
     /// Counts one ping and returns its number once the store durably holds it.
@@ -112,6 +124,26 @@ impl Committer {
     /// # Errors
     /// The increment failed (nothing was counted) or the worker has stopped.
     pub async fn count_ping(&self) -> Result<u64, CommitError> {
+        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        // A lone ping: no other ping is in flight, the last commit counted
+        // one ping (so the pings are not coming in groups, whose next member
+        // would wait behind this flush instead of sharing it), the worker
+        // waits for work with nothing queued, and the store is free. The
+        // increment blocks this runtime thread for one flush, as the worker's
+        // thread would be blocked for it; only one request at a time can
+        // hold the store, the others queue.
+        if let Some(direct) = &self.direct
+            && self.shared.in_flight.load(Ordering::Acquire) == 1
+            && self.shared.queue.last_batch() == 1
+            && self.shared.queue.idle()
+            && let Some(result) = direct.try_increment_by(1)
+        {
+            self.metrics.store(result.is_ok());
+            self.shared.queue.committed(1);
+            let (first, flush) = result?;
+            self.metrics.committed(1, flush, first + 1);
+            return Ok(first);
+        }
         self.ask(Kind::Ping).await
     }
 
@@ -154,17 +186,25 @@ async fn commit_loop<S: Store>(mut store: S, queue: &Queue, metrics: &PingMetric
             }
         };
         let Some(batch) = batch else { break };
-        commit(&mut store, batch, metrics).await;
+        commit(&mut store, queue, batch, metrics).await;
     }
     tracing::info!("commit worker stopped");
 }
 
 /// One batch: one increment for its pings, then every answer.
-async fn commit<S: Store>(store: &mut S, Batch { mut pings, reads, checks }: Batch, metrics: &PingMetrics) {
+async fn commit<S: Store>(
+    store: &mut S,
+    queue: &Queue,
+    Batch { mut pings, reads, checks }: Batch,
+    metrics: &PingMetrics,
+) {
     // A client that went away before its turn gets no number: counting it
     // would make the count run ahead of the answers.
     pings.retain(|reply| !reply.is_closed());
     let n = pings.len() as u64;
+    if n > 0 {
+        queue.committed(n);
+    }
     let count = if pings.is_empty() {
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
@@ -195,6 +235,23 @@ async fn commit<S: Store>(store: &mut S, Batch { mut pings, reads, checks }: Bat
         let checked = store.check().await.map(|()| 0);
         metrics.store(checked.is_ok());
         answer_all(checks, &checked);
+    }
+}
+
+/// One ping in `count_ping`, counted while it is there (a cancelled request
+/// too, by its drop).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

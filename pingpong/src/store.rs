@@ -3,6 +3,7 @@
 //! [`Store`] and the HTTP code never knows which one runs.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use counter::CounterError;
@@ -47,6 +48,23 @@ pub trait Store: Send + 'static {
     fn maintain(&mut self) -> impl Future<Output = ()> {
         std::future::pending()
     }
+
+    /// A way to commit a lone ping on the request's own thread, with no
+    /// hand-off to the commit worker and back: for a store whose increment
+    /// is a plain blocking call that needs no runtime of its own (the
+    /// file's). `None`, the default, for the others.
+    fn direct(&self) -> Option<Arc<dyn Direct>> {
+        None
+    }
+}
+
+/// A store's increment, callable from any thread, serialised with the
+/// commit worker's.
+pub trait Direct: Send + Sync + std::fmt::Debug {
+    /// Adds `n` durably, as [`Store::increment_by`], and says how long it
+    /// waited to be durable; `None`, touching nothing, if the worker (or
+    /// another request) is using the store now.
+    fn try_increment_by(&self, n: u64) -> Option<Result<(u64, Duration), StoreError>>;
 }
 
 /// Why a store could not count, read or be used. Cheap to clone: one failed

@@ -91,7 +91,7 @@ impl Launch {
         let (found, addr) = mpsc::channel();
         let pipe = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 if let Some(port) = line.split("listening addr=").nth(1).and_then(|a| a.rsplit(':').next()) {
                     let _ = found.send(port.trim().parse::<u16>().ok());
@@ -101,7 +101,7 @@ impl Launch {
                 all.push('\n');
             }
         });
-        let mut service = Service { child, addr: None, stderr };
+        let mut service = Service { child, addr: None, stderr, reader: Some(reader) };
         if self.http {
             let port = addr.recv_timeout(DEADLINE).ok().flatten();
             let port = port.unwrap_or_else(|| panic!("no `listening` line in time; stderr:\n{}", service.stderr()));
@@ -117,6 +117,8 @@ pub struct Service {
     child: Child,
     addr: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
+    /// The thread that copies the child's stderr into `stderr`.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
@@ -180,7 +182,8 @@ impl Service {
         kill(pid, signal).expect("signal sent");
     }
 
-    /// Waits for the child to exit, up to `limit`; `None` if it is still running.
+    /// Waits for the child to exit, up to `limit`; `None` if it is still
+    /// running. Once it has, [`Service::stderr`] holds all it wrote.
     ///
     /// # Panics
     /// Waiting fails.
@@ -188,6 +191,10 @@ impl Service {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The pipe is at its end: the copy finishes at once.
+                if let Some(reader) = self.reader.take() {
+                    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+                }
                 return Some(status);
             }
             if start.elapsed() > limit {

@@ -2,6 +2,7 @@
 //! wait for it, the rule by which it takes them ([`take_batch`]), and its
 //! sleep and wake-up.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, oneshot};
@@ -66,10 +67,18 @@ fn take_batch(pending: &mut Pending) -> Batch {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Queue {
     pending: Mutex<Pending>,
     changed: Notify,
+    /// The pings of the last commit (the worker's, or a direct one's).
+    last_batch: AtomicU64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self { pending: Mutex::default(), changed: Notify::new(), last_batch: AtomicU64::new(1) }
+    }
 }
 
 impl Queue {
@@ -136,6 +145,24 @@ impl Queue {
             }
             changed.await;
         }
+    }
+
+    /// The worker waits for work and nothing is queued: a ping may be
+    /// committed directly. False once closed or unserved, so a ping after
+    /// shutdown (or after the worker died) is refused as always.
+    pub(super) fn idle(&self) -> bool {
+        let pending = self.lock();
+        pending.sleeping && pending.is_empty() && !pending.closed && !pending.unserved
+    }
+
+    /// A commit counted `pings` pings.
+    pub(super) fn committed(&self, pings: u64) {
+        self.last_batch.store(pings, Ordering::Relaxed);
+    }
+
+    /// How many pings the last commit counted.
+    pub(super) fn last_batch(&self) -> u64 {
+        self.last_batch.load(Ordering::Relaxed)
     }
 
     /// Pings waiting (for tests).

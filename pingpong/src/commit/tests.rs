@@ -98,7 +98,12 @@ async fn pings_queued_when_shutdown_closes_the_queue_are_all_answered() {
 #[tokio::test]
 async fn pings_fail_once_the_worker_is_gone() {
     let queue = Arc::new(Queue::default());
-    let committer = Committer { shared: Arc::new(Shared { queue: Arc::clone(&queue) }) };
+    let metrics = Arc::new(PingMetrics::register(&mut prometheus_client::registry::Registry::default()));
+    let committer = Committer {
+        shared: Arc::new(Shared { queue: Arc::clone(&queue), in_flight: AtomicUsize::new(0) }),
+        direct: None,
+        metrics,
+    };
     let serving = Serving(&queue);
     let waiting = tokio::spawn({
         let committer = committer.clone();

@@ -1,19 +1,40 @@
 //! The count in the counter file on the shared volume: the `counter` crate's
 //! protocol, called from the commit worker's thread (its calls block, on the
-//! disk and on the lock, and that thread has nothing else to do).
+//! disk and on the lock, and that thread has nothing else to do), or, for a
+//! lone ping, from the request's own thread ([`Store::direct`]).
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use counter::{CounterError, CounterFile, CounterWriter};
 
-use super::{Store, StoreError};
+use super::{Direct, Store, StoreError};
 
 /// The counter file, opened for increments.
 #[derive(Debug)]
 pub struct FileStore {
-    writer: CounterWriter,
+    writer: Arc<Shared>,
+}
+
+/// The writer, shared by the commit worker and direct commits. A thread
+/// holds it only for one increment or read: a panic in one leaves the
+/// writer whole (its state is the file's), so a poisoned lock is taken anyway.
+#[derive(Debug)]
+struct Shared(Mutex<CounterWriter>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, CounterWriter> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Direct for Shared {
+    fn try_increment_by(&self, n: u64) -> Option<Result<(u64, Duration), StoreError>> {
+        let mut writer = self.0.try_lock().ok()?;
+        Some(writer.increment_by(n).map(|first| (first, writer.last_flush())).map_err(StoreError::from))
+    }
 }
 
 impl FileStore {
@@ -29,29 +50,34 @@ impl FileStore {
             Ok(count) => tracing::info!(path = %path.display(), count, "counter opened"),
             Err(e) => tracing::error!(cause = %e, "counter file unusable until repaired"),
         }
-        Ok(Self { writer })
+        Ok(Self { writer: Arc::new(Shared(Mutex::new(writer))) })
     }
 }
 
 impl Store for FileStore {
     fn describe(&self) -> String {
-        format!("counter file {}", self.writer.file().path().display())
+        format!("counter file {}", self.writer.lock().file().path().display())
     }
 
     fn increment_by(&mut self, n: u64) -> impl Future<Output = Result<u64, StoreError>> {
-        std::future::ready(self.writer.increment_by(n).map_err(StoreError::from))
+        std::future::ready(self.writer.lock().increment_by(n).map_err(StoreError::from))
     }
 
     fn read(&mut self) -> impl Future<Output = Result<u64, StoreError>> {
-        std::future::ready(self.writer.read().map_err(StoreError::from))
+        std::future::ready(self.writer.lock().read().map_err(StoreError::from))
     }
 
     fn check(&mut self) -> impl Future<Output = Result<(), StoreError>> {
-        let checked = self.writer.read().and_then(|_| self.writer.file().probe_writable());
+        let mut writer = self.writer.lock();
+        let checked = writer.read().and_then(|_| writer.file().probe_writable());
         std::future::ready(checked.map_err(StoreError::from))
     }
 
     fn last_commit(&self) -> Duration {
-        self.writer.last_flush()
+        self.writer.lock().last_flush()
+    }
+
+    fn direct(&self) -> Option<Arc<dyn Direct>> {
+        Some(Arc::clone(&self.writer) as Arc<dyn Direct>)
     }
 }

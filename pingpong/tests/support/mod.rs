@@ -134,3 +134,23 @@ impl App {
         self.served.await.unwrap().unwrap();
     }
 }
+
+/// Pings under strace's `inject=fdatasync:error=EIO:when=1` until one is
+/// answered, which must be `expected` (no refused ping was counted); returns
+/// how many were refused, each with 503. strace counts `when=` per thread,
+/// and a lone ping is committed by the runtime thread that runs its request
+/// (or by the commit worker): each such thread's first flush fails once.
+pub async fn refused_until_answered(service: &Service, expected: &str) -> usize {
+    let mut refused = 0;
+    loop {
+        let (status, body) = testkit::try_get(&service.url("/pingpong")).await.unwrap();
+        if status == 200 {
+            assert_eq!(body, expected, "after {refused} refusals");
+            assert!(refused <= 8, "{refused} refusals: more than one per thread");
+            return refused;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("could not fdatasync"), "{body}");
+        refused += 1;
+    }
+}
