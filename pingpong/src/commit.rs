@@ -1,10 +1,11 @@
 //! Group commit: pings that arrive together share one durable increment of
 //! the store, whichever store it is.
 //!
-//! How a ping flows: a ping that finds the worker idle and nothing queued
-//! is committed by its own request, on its own thread, with no hand-off (for
-//! a store that allows it: the file's, [`Store::direct`]); it holds the
-//! store while it does, so pings arriving meanwhile queue for the worker.
+//! How a ping flows: a lone ping (no other ping in flight, the last commit
+//! a single ping, the worker idle with nothing queued) is committed by its
+//! own request, on its own thread, with no hand-off (for a store that allows
+//! it: the file's, [`Store::direct`]); it holds the store while it does, so
+//! pings arriving meanwhile queue for the worker.
 //! Otherwise the `/pingpong` handler queues a reply channel
 //! ([`Committer::count_ping`]) and waits on it. One worker, on a thread of
 //! its own with a single-threaded runtime, serves the queue in batches: it
