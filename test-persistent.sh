@@ -289,15 +289,19 @@ metrics() {
     fail "the reader's build info (version $VERSION) is missing" || return 1
 }
 
+# start_answered_load: 10 load clients, once their pings are being answered.
+answering() { (($(answers_of_clients) > 20)); }
+start_answered_load() {
+  start_clients 10
+  eventually 60 "the load to be answered" answering || { stop_clients; return 1; }
+}
+
 # PostgreSQL mode: a node with a pingpong replica (and not the database) is
 # lost while pings go on: the other replicas answer, numbers distinct, the
 # count continues; then the node comes back.
 node_lost() {
   local before during
-  start_clients 10
-  # shellcheck disable=SC2317 # called through eventually
-  answering() { (($(answers_of_clients) > 20)); }
-  eventually 60 "the load to be answered" answering || { stop_clients; return 1; }
+  start_answered_load || return 1
   backend_lose_node || { stop_clients; return 1; }
   before=$(answers_of_clients)
   # shellcheck disable=SC2317 # called through eventually
@@ -315,10 +319,7 @@ node_lost() {
 # meanwhile (503, never a made-up number), answered again after, none repeated.
 database_restarted() {
   local refused before
-  start_clients 10
-  # shellcheck disable=SC2317 # called through eventually
-  answering() { (($(answers_of_clients) > 20)); }
-  eventually 60 "the load to be answered" answering || { stop_clients; return 1; }
+  start_answered_load || return 1
   backend_database_down || { stop_clients; return 1; }
   # shellcheck disable=SC2317 # called through eventually
   refusing() { ! curl -fs --max-time 5 "$BASE_URL/pingpong" >/dev/null; }

@@ -95,14 +95,9 @@ impl CountSource {
     }
 }
 
-/// reqwest's error with its cause (the bare error says only "error sending
+/// reqwest's error with its causes (the bare error says only "error sending
 /// request"): `connection refused`, `timed out`, `dns error: …`.
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() { format!("no answer within {FETCH_TIMEOUT:?}") } else { error.to_string() };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
+    let text = if error.is_timeout() { format!("no answer within {FETCH_TIMEOUT:?}") } else { error.to_string() };
+    service_kit::causes::with_causes(text, error)
 }

@@ -210,7 +210,6 @@ async fn commit<S: Store>(
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
         let result = store.increment_by(n).await;
-        metrics.store(result.is_ok());
         match &result {
             Ok(first) => {
                 metrics.committed(n, store.last_commit(), first + n);
@@ -225,6 +224,8 @@ async fn commit<S: Store>(
         // The reads that waited meanwhile see the count after this batch.
         Some(result.map(|first| first + n))
     };
+    // A batch of pings always has a count (the increment's); one of reads
+    // alone, the read's.
     if let Some(count) = count {
         metrics.store(count.is_ok());
         if let Ok(count) = &count {

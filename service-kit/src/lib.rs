@@ -5,6 +5,7 @@
 //! shutdown signal, the one-line start-up error, telemetry and typed
 //! environment parsing.
 
+pub mod causes;
 mod connections;
 pub mod drain;
 pub mod env;

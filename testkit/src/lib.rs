@@ -136,15 +136,6 @@ impl Service {
         format!("http://{}{path}", self.addr.expect("an HTTP service"))
     }
 
-    /// Where it listens.
-    ///
-    /// # Panics
-    /// The service was started without [`Launch::http`].
-    #[must_use]
-    pub fn addr(&self) -> SocketAddr {
-        self.addr.expect("an HTTP service")
-    }
-
     /// Everything the child wrote to stderr so far.
     ///
     /// # Panics

@@ -91,15 +91,7 @@ pub async fn fetch(url: &str) -> String {
 pub fn parse(text: &str) -> Scrape {
     let python = std::env::var("PROMETHEUS_PARSER_PYTHON")
         .unwrap_or_else(|_| panic!("PROMETHEUS_PARSER_PYTHON is not set: run these tests with ./test-metrics.sh"));
-    let mut child = Command::new(&python)
-        .args(["-c", PARSE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("the parser reads its input");
-    let out = child.wait_with_output().expect("the parser runs");
+    let out = run_with_input(&python, &["-c", PARSE], text, "");
     assert!(
         out.status.success(),
         "Prometheus's parser rejected the exposition: {}\n{text}",
@@ -130,15 +122,21 @@ pub async fn promtool_check(url: &str) {
     assert!(media.starts_with("text/plain; version=0.0.4"), "GET {url} without Accept: content-type {media}");
     let text = response.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
+    let out = run_with_input(&promtool, &["check", "metrics"], &text, " (apt-get install prometheus)");
+    let findings = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && findings.trim().is_empty(), "promtool check metrics on {url}:\n{findings}\n{text}");
+}
+
+/// Runs `program` with `args`, `input` on its stdin: its output. `hint`
+/// follows the message when it cannot be run.
+fn run_with_input(program: &str, args: &[&str], input: &str, hint: &str) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {promtool} (apt-get install prometheus): {e}"));
-    child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("promtool reads its input");
-    let out = child.wait_with_output().expect("promtool runs");
-    let findings = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && findings.trim().is_empty(), "promtool check metrics on {url}:\n{findings}\n{text}");
+        .unwrap_or_else(|e| panic!("cannot run {program}{hint}: {e}"));
+    child.stdin.take().expect("piped").write_all(input.as_bytes()).expect("it reads its input");
+    child.wait_with_output().unwrap_or_else(|e| panic!("{program} runs: {e}"))
 }

@@ -29,6 +29,8 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 pub use self::settings::PgSettings;
 
+use service_kit::causes::one_line;
+
 use super::{Store, StoreError};
 
 mod settings;
@@ -204,7 +206,7 @@ impl PgStore {
     /// A statement on the session failed: how to answer, and the session is
     /// given up unless the failure was the statement's alone.
     fn statement_failed(&mut self, error: &tokio_postgres::Error, commit: bool) -> StoreError {
-        let reason = describe(error);
+        let reason = one_line(error);
         // An ERROR ends the statement and rolls its transaction back, before
         // any commit; FATAL and PANIC end the session, perhaps after it.
         let rolled_back = error.as_db_error().is_some_and(|db| db.severity() == "ERROR");
@@ -311,10 +313,10 @@ impl Store for PgStore {
 /// Connects, prepares the session, makes the table and its row if missing,
 /// prepares the statements.
 async fn open(config: Config) -> Result<Session, String> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| one_line(&e))?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(cause = describe(&e), "database connection ended");
+            tracing::debug!(cause = one_line(&e), "database connection ended");
         }
     });
     let prepared = async {
@@ -340,20 +342,7 @@ async fn open(config: Config) -> Result<Session, String> {
         Ok((update, upsert, select)) => Ok(Session { client, connection, update, upsert, select }),
         Err(e) => {
             connection.abort();
-            Err(describe(&e))
+            Err(one_line(&e))
         }
     }
-}
-
-/// An error with its causes on one line: tokio-postgres's own text says only
-/// "db error" or "error connecting to server"; the server's message and the
-/// system's error are in its sources.
-pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text.replace('\n', "; ")
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
-use super::{CONNECT_TIMEOUT, DEADLINE, describe};
+use service_kit::causes::one_line;
+
+use super::{CONNECT_TIMEOUT, DEADLINE};
 
 /// The database settings: where, as whom, with which options.
 #[derive(Debug, Clone)]
@@ -31,7 +33,7 @@ impl PgSettings {
             return Err(format!("DATABASE_URL must be {SHAPE}, got {shown:?}"));
         }
         let mut config: Config =
-            url.parse().map_err(|e| format!("DATABASE_URL {shown:?} cannot be parsed: {}", describe(&e)))?;
+            url.parse().map_err(|e| format!("DATABASE_URL {shown:?} cannot be parsed: {}", one_line(&e)))?;
         if config.get_hosts().is_empty() {
             return Err(format!("DATABASE_URL {shown:?} names no host; it must be {SHAPE}"));
         }
