@@ -4,7 +4,11 @@
 #      always, 50 clients (redis-benchmark): requests/s; and the same server's
 #      GET /healthz, the HTTP ceiling here
 #   2. the same over one connection: p50 latency
-#   3. throughput against connections (1, 4, 16, 64, 256), both: plotted
+#   3. throughput against connections (1, 4, 16, 64, 256): this pingpong, the
+#      design it replaced (8.), Redis and /healthz in 3 rotated rounds per
+#      count; plotted
+#   3b. CPU per request by thread (bench/cpu.py): /pingpong, /healthz and
+#      Redis at 50 and 256 connections, with the pings per commit
 #   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
 #   5. footprint: image sizes, idle RSS, start to /readyz 200
 #   6. one increment alone: in place, replace-by-rename, Redis's append
@@ -104,15 +108,15 @@ QUEUED_PING=http://127.0.0.1:$QUEUED_PORT/pingpong
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# Five rounds, pingpong and Redis in a round back to back (the order swapped
-# each round), /healthz between rounds: single runs here drift by a sixth,
-# and a round's two runs share the drift; the verdict is the median of the
-# rounds' ratios.
+# Five rounds, pingpong, Redis and the design it replaced (queued) in a round
+# back to back (the order rotated each round), /healthz between rounds: single
+# runs here drift by a sixth, and a round's runs share the drift; the verdict
+# is the median of the rounds' ratios.
 step "throughput, 50 connections (5 rounds of ${DURATION} s)"
-# The design it replaced (queued) runs in the same rounds, after them.
+sides_50=(pingpong redis queued)
 for round in 1 2 3 4 5; do
-  if ((round % 2)); then order="pingpong redis"; else order="redis pingpong"; fi
-  for side in $order queued; do
+  for i in 0 1 2; do
+    side=${sides_50[$(((round + i) % 3))]}
     case $side in
       pingpong) rps=$(wrk_rps 50 "$DURATION" "$PING") && echo "$rps" >>"$OUT/pp_rps_50" && record "pp_rps_50_r$round" "$rps" ;;
       queued) rps=$(wrk_rps 50 "$DURATION" "$QUEUED_PING") && echo "$rps" >>"$OUT/queued_rps_50" && record "queued_rps_50_r$round" "$rps" ;;
@@ -138,11 +142,53 @@ record pp_p50_1 "$(median <"$OUT/pp_p50_1")"
 record redis_p50_1 "$(median <"$OUT/redis_p50_1")"
 record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 
-step "throughput against connections"
+# Per connection count, 3 rounds of four sides, the order rotated each round:
+# this pingpong (the direct commit), the design it replaced (queued), Redis,
+# and this pingpong's /healthz (the HTTP ceiling at that count). Verdicts are
+# medians of the rounds' ratios, as at 50 connections.
+redis_requests() { # CLIENTS: about 4 s of INCR here
+  case $1 in 1) echo 20000 ;; 4) echo 50000 ;; 16) echo 150000 ;; 64) echo 300000 ;; *) echo 450000 ;; esac
+}
+step "throughput against connections (3 rounds per count: direct, queued, Redis, /healthz)"
+HEALTHZ=http://127.0.0.1:$PP_PORT/healthz
+conn_sides=(pp queued redis healthz)
 for c in 1 4 16 64 256; do
-  record "pp_rps_c$c" "$(wrk_rps "$c" 5 "$PING")"
-  record "redis_rps_c$c" "$(redis_csv "$c" $((c < 16 ? 20000 : 100000)) | cut -d, -f2)"
-  record "queued_rps_c$c" "$(wrk_rps "$c" 5 "$QUEUED_PING")"
+  for round in 1 2 3; do
+    for i in 0 1 2 3; do
+      side=${conn_sides[$(((round + i) % 4))]}
+      case $side in
+        pp) rps=$(wrk_rps "$c" 4 "$PING") ;;
+        queued) rps=$(wrk_rps "$c" 4 "$QUEUED_PING") ;;
+        healthz) rps=$(wrk_rps "$c" 4 "$HEALTHZ") ;;
+        redis) rps=$(redis_csv "$c" "$(redis_requests "$c")" | cut -d, -f2) ;;
+      esac
+      echo "$rps" >>"$OUT/${side}_rps_c$c"
+      record "${side}_rps_c${c}_r$round" "$rps"
+    done
+  done
+  for side in "${conn_sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
+done
+
+# Why /pingpong stays below /healthz: the CPU each request costs, by thread
+# (the runtime's HTTP threads, the commit thread), against /healthz and
+# Redis, and the pings each commit shared, at 50 and 256 connections.
+step "CPU per request, by thread: /pingpong, /healthz, Redis INCR, 50 and 256 connections (3 rounds)"
+commit_stats() { # the pings committed and the commits, so far
+  curl -fs "http://127.0.0.1:$PP_PORT/metrics" |
+    awk '/^pingpong_commit_pings_sum/ {s = $2} /^pingpong_commit_pings_count/ {c = $2} END {print s, c}'
+}
+PP_PID=${pids[0]}
+REDIS_PID=$(redis-cli -p "$REDIS_PORT" info server | awk -F: '/^process_id/ {print $2 + 0}')
+for c in 50 256; do
+  for round in 1 2 3; do
+    read -r pinged0 commits0 < <(commit_stats)
+    python3 bench/cpu.py "$results" "cpu_pp_c${c}_r$round" "$PP_PID" wrk -- wrk -t2 -c"$c" -d4s "$PING"
+    read -r pinged1 commits1 < <(commit_stats)
+    record "batch_c${c}_r$round" "$(awk -v p0="$pinged0" -v p1="$pinged1" -v n0="$commits0" -v n1="$commits1" 'BEGIN {print (p1 - p0) / (n1 - n0)}')"
+    python3 bench/cpu.py "$results" "cpu_healthz_c${c}_r$round" "$PP_PID" wrk -- wrk -t2 -c"$c" -d4s "$HEALTHZ"
+    python3 bench/cpu.py "$results" "cpu_redis_c${c}_r$round" "$REDIS_PID" "$(redis_requests "$c")" -- \
+      redis-benchmark -p "$REDIS_PORT" -t incr -c "$c" -n "$(redis_requests "$c")" -q
+  done
 done
 
 step "the cost of metrics: /pingpong, 50 connections, with (scraped every second), without, and without again (10 rounds)"
