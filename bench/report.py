@@ -212,9 +212,10 @@ saturated, and req/s follows the whole process's column.
 
 ## The commit design
 
-A lone ping (the commit worker idle, nothing queued) committed by its own
-request, on its own thread, with no hand-off to the worker and back (the
-chosen design), against the design it replaced, every ping handed to the
+A lone ping (at most four connections open, no other ping in flight, the
+commit worker idle with nothing queued) committed by its own request, on its
+own thread, with no hand-off to the worker and back (the chosen design; with
+more connections open it takes the replaced design's path), against the design it replaced, every ping handed to the
 worker (pingpong built without its `direct-commit` feature), in the same
 rounds and connection runs as above. Targets are issue 19's.
 

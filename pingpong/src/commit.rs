@@ -1,11 +1,12 @@
 //! Group commit: pings that arrive together share one durable increment of
 //! the store, whichever store it is.
 //!
-//! How a ping flows: a lone ping (no other ping in flight, the last commit
-//! a single ping, the worker idle with nothing queued) is committed by its
-//! own request, on its own thread, with no hand-off (for a store that allows
-//! it: the file's, [`Store::direct`]); it holds the store while it does, so
-//! pings arriving meanwhile queue for the worker.
+//! How a ping flows: a lone ping (at most [`ALONE`] connections open, no
+//! other ping in flight, the last commit a single ping, the worker idle with
+//! nothing queued) is committed by its own request, on its own thread, with
+//! no hand-off (for a store that allows it: the file's, [`Store::direct`]);
+//! it holds the store while it does, so pings arriving meanwhile queue for
+//! the worker.
 //! Otherwise the `/pingpong` handler queues a reply channel
 //! ([`Committer::count_ping`]) and waits on it. One worker, on a thread of
 //! its own with a single-threaded runtime, serves the queue in batches: it
@@ -33,7 +34,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use service_kit::Service;
+use service_kit::{OpenConnections, Service};
 use tokio::sync::oneshot;
 
 use self::queue::{Batch, Kind, Queue, Reply};
@@ -41,6 +42,14 @@ use crate::metrics::PingMetrics;
 use crate::store::{Direct, Store, StoreError};
 
 mod queue;
+
+/// The most connections open for a ping to count as alone: a person's
+/// client, a probe, a scrape, a proxy's spare connection. Under load there
+/// are more, and every ping then goes through the worker, so that a busy
+/// server never blocks one of its two HTTP threads on a flush: a direct
+/// commit under load measured no faster, and perhaps slower
+/// (`docs/batching.md`). At 4 connections the two designs measured equal.
+pub const ALONE: usize = 4;
 
 /// Why a ping, read or check got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,6 +60,14 @@ pub enum CommitError {
     /// The commit worker is not running: stopped at shutdown, or dead.
     #[error("the counter is unavailable: its commit worker has stopped")]
     Stopped,
+}
+
+/// What a lone ping needs to commit itself: the store's direct increment,
+/// and the server's open connections, to tell whether it is alone.
+#[derive(Debug, Clone)]
+struct DirectCommit {
+    store: Arc<dyn Direct>,
+    open: OpenConnections,
 }
 
 /// What the handles share; the last one gone closes the queue.
@@ -84,8 +101,8 @@ impl Drop for Serving<'_> {
 #[derive(Debug, Clone)]
 pub struct Committer {
     shared: Arc<Shared>,
-    /// The store's direct increment, for a lone ping (`None`: always queue).
-    direct: Option<Arc<dyn Direct>>,
+    /// How a lone ping commits itself (`None`: always queue).
+    direct: Option<DirectCommit>,
     metrics: Arc<PingMetrics>,
 }
 
@@ -104,7 +121,10 @@ impl Committer {
             runtime.enable_io();
         }
         let runtime = runtime.build()?;
-        let direct = if cfg!(feature = "direct-commit") { store.direct() } else { None };
+        let direct = store
+            .direct()
+            .filter(|_| cfg!(feature = "direct-commit"))
+            .map(|store| DirectCommit { store, open: service.open_connections() });
         let queue = Arc::new(Queue::default());
         let (served, closed) = (Arc::clone(&queue), Arc::clone(&queue));
         let worker_metrics = Arc::clone(&metrics);
@@ -126,20 +146,22 @@ impl Committer {
     /// The increment failed (nothing was counted) or the worker has stopped.
     pub async fn count_ping(&self) -> Result<u64, CommitError> {
         let _in_flight = InFlight::enter(&self.shared.in_flight);
-        // A lone ping: no other ping is in flight, the last commit counted
-        // one ping (so the pings are not coming in groups, whose next member
+        // A lone ping: few connections are open (not a server under load),
+        // no other ping is in flight, the last commit counted one ping (so the pings are not coming in groups, whose next member
         // would wait behind this flush instead of sharing it), the worker
         // waits for work with nothing queued, and the store is free. The
         // increment blocks this runtime thread for one flush, as the worker's
         // thread would be blocked for it; only one request at a time can
         // hold the store, the others queue.
         if let Some(direct) = &self.direct
+            && direct.open.get() <= ALONE
             && self.shared.in_flight.load(Ordering::Acquire) == 1
             && self.shared.queue.last_batch() == 1
             && self.shared.queue.idle()
-            && let Some(result) = direct.try_increment_by(1)
+            && let Some(result) = direct.store.try_increment_by(1)
         {
             self.metrics.store(result.is_ok());
+            self.metrics.direct();
             self.shared.queue.committed(1);
             let (first, flush) = result?;
             self.metrics.committed(1, flush, first + 1);

@@ -54,6 +54,7 @@ pub struct PingMetrics {
     answered: Counter,
     refused: Family<Refusal, Counter>,
     commits: Counter,
+    direct: Counter,
     commit_pings: Histogram,
     flush: Histogram,
     count: Gauge<u64, AtomicU64>,
@@ -68,6 +69,7 @@ impl PingMetrics {
             answered: Counter::default(),
             refused: Family::default(),
             commits: Counter::default(),
+            direct: Counter::default(),
             // 1, 2, 4, … 4096: the batch bound.
             commit_pings: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             // 25 µs to 0.8 s: from tmpfs and NVMe to a struggling network disk.
@@ -85,6 +87,11 @@ impl PingMetrics {
         );
         registry.register("pings_refused", "Pings answered 503, by reason", metrics.refused.clone());
         registry.register("commits", "Durable increments of the count (group commits)", metrics.commits.clone());
+        registry.register(
+            "direct_commits",
+            "Commits of a lone ping by its own request, with no hand-off to the commit worker (also in commits)",
+            metrics.direct.clone(),
+        );
         registry.register("commit_pings", "Pings counted per commit", metrics.commit_pings.clone());
         registry.register_with_unit(
             "flush_duration",
@@ -127,6 +134,14 @@ impl PingMetrics {
         self.commit_pings.observe(pings as f64);
         self.flush.observe(flush.as_secs_f64());
         self.count.set(count);
+    }
+
+    /// A lone ping was committed by its own request.
+    pub(crate) fn direct(&self) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        self.direct.inc();
     }
 
     /// The store was read and holds `count`.

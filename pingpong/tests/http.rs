@@ -193,3 +193,50 @@ async fn readiness_follows_what_a_ping_would_meet() {
     fs::write(&volume.counter, "3").unwrap();
     assert_eq!(get(&app.url("/readyz")).await.0, 200);
 }
+
+/// `pingpong_direct_commits_total` as `/metrics` says it now, asked on
+/// `client`'s connection.
+#[cfg(all(feature = "direct-commit", feature = "metrics"))]
+async fn direct_commits(client: &reqwest::Client, app: &App) -> u64 {
+    let text = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("pingpong_direct_commits_total ")).expect("no direct commits");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A lone ping commits itself only while few connections are open: with
+/// more (a server under load), every ping goes through the commit worker,
+/// so that no HTTP thread is blocked on a flush while others wait for it.
+#[cfg(all(feature = "direct-commit", feature = "metrics"))]
+#[tokio::test]
+async fn a_ping_commits_itself_only_while_few_connections_are_open() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    // One connection, pings one after another: alone. (The first may find
+    // the worker still starting; the rest go direct.)
+    let client = reqwest::Client::new();
+    for k in 0..20 {
+        let answer = client.get(app.url("/pingpong")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(answer, format!("pong {k}"));
+    }
+    let alone = direct_commits(&client, &app).await;
+    assert!(alone >= 10, "only {alone} of 20 lone pings committed themselves");
+    // More connections open than a lone ping allows: each of these clients
+    // was answered once and keeps its connection open.
+    let mut others = Vec::new();
+    for _ in 0..pingpong::commit::ALONE {
+        let other = reqwest::Client::new();
+        assert_eq!(other.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+        others.push(other);
+    }
+    for k in 20..40 {
+        let answer = client.get(app.url("/pingpong")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(answer, format!("pong {k}"));
+    }
+    assert_eq!(
+        direct_commits(&client, &app).await,
+        alone,
+        "a ping committed itself with {} connections open",
+        1 + others.len()
+    );
+    assert_eq!(volume.on_disk().trim(), "40");
+}

@@ -33,6 +33,26 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics::ConnectionMetrics;
 
+/// How many connections the server has open now, read with one atomic load
+/// (the `*_http_connections_open` gauge, kept exact under the lock of the
+/// open set): for a handler that may only do something while it is alone,
+/// as pingpong's direct commit of a lone ping. 0 when nothing is served
+/// (a router driven by `oneshot`).
+#[derive(Debug, Clone)]
+pub struct OpenConnections(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnections {
+    pub(crate) fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        Self(gauge)
+    }
+
+    /// The connections open now.
+    #[must_use]
+    pub fn get(&self) -> usize {
+        usize::try_from(self.0.get()).unwrap_or(0)
+    }
+}
+
 /// No request is being handled on the connection.
 const IDLE: u8 = 0;
 /// A request's handler is running.

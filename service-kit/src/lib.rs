@@ -18,6 +18,7 @@ pub mod startup;
 pub mod telemetry;
 mod worker;
 
+pub use crate::connections::OpenConnections;
 pub use crate::routes::{error_response, refusal_response};
 pub use crate::service::Service;
 pub use crate::worker::{Alive, Stop};

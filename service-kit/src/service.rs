@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
-use crate::connections::Connections;
+use crate::connections::{Connections, OpenConnections};
 use crate::metrics::ServerMetrics;
 use crate::routes::Check;
 use crate::serve::MAX_CONNECTIONS;
@@ -93,6 +93,12 @@ impl Service {
     pub fn max_connections(&mut self, max: usize) -> &mut Self {
         self.max_connections = max;
         self
+    }
+
+    /// How many connections the server has open, as it runs.
+    #[must_use]
+    pub fn open_connections(&self) -> OpenConnections {
+        OpenConnections::new(self.server.connections.open.clone())
     }
 
     /// A worker on a thread of its own, for work that blocks (files, locks).
