@@ -147,9 +147,10 @@ impl Committer {
     pub async fn count_ping(&self) -> Result<u64, CommitError> {
         let _in_flight = InFlight::enter(&self.shared.in_flight);
         // A lone ping: few connections are open (not a server under load),
-        // no other ping is in flight, the last commit counted one ping (so the pings are not coming in groups, whose next member
-        // would wait behind this flush instead of sharing it), the worker
-        // waits for work with nothing queued, and the store is free. The
+        // no other ping is in flight, the last commit counted one ping (so
+        // the pings are not coming in groups, whose next member would wait
+        // behind this flush instead of sharing it), the worker waits for
+        // work with nothing queued, and the store is free. The
         // increment blocks this runtime thread for one flush, as the worker's
         // thread would be blocked for it; only one request at a time can
         // hold the store, the others queue.
