@@ -58,7 +58,13 @@ def median_of(values):
 
 pairs, control = round_ratios("metrics"), round_ratios("control")
 cost = median_of(pairs)
-vs_redis = sorted(r[k] / r[k.replace("pp_", "redis_")] for k in r if k.startswith("pp_rps_50_r"))
+def ratios(a, b, at):
+    """The rounds' ratios a/b, sorted: at 50 connections (`at` "50") or in the
+    connection table (`at` "c16", …)."""
+    return sorted(r[k] / r[k.replace(f"{a}_", f"{b}_", 1)] for k in r if k.startswith(f"{a}_rps_{at}_r"))
+
+
+vs_redis = ratios("pp", "redis", "50")
 tp = median_of(vs_redis)
 
 rows = [
@@ -85,11 +91,6 @@ rows = [
         start <= 100),
 ]
 
-def conn_rounds(a, b, c):
-    """The rounds' ratios a/b at c connections, sorted."""
-    return sorted(r[k] / r[k.replace(f"{a}_", f"{b}_", 1)] for k in r if k.startswith(f"{a}_rps_c{c}_r"))
-
-
 def verdict(ratios):
     """The median of the rounds' ratios, with their range."""
     return f"{median_of(ratios):.2f}x ({ratios[0]:.2f}–{ratios[-1]:.2f})"
@@ -99,13 +100,13 @@ detail = [
     "| connections | pingpong (file) req/s | Redis INCR req/s | pingpong / Redis | `/healthz` req/s | `/healthz` / Redis: the most any `/pingpong` could reach | pingpong / `/healthz` | pingpong (PostgreSQL) req/s |",
     "| --- | --- | --- | --- | --- | --- | --- | --- |",
 ] + [
-    f"| {c} | {r[f'pp_rps_c{c}']:,.0f} | {r[f'redis_rps_c{c}']:,.0f} | {verdict(conn_rounds('pp', 'redis', c))} "
-    f"| {r[f'healthz_rps_c{c}']:,.0f} | {verdict(conn_rounds('healthz', 'redis', c))} "
-    f"| {verdict(conn_rounds('pp', 'healthz', c))} | {r[f'pg_rps_c{c}']:,.0f} |"
+    f"| {c} | {r[f'pp_rps_c{c}']:,.0f} | {r[f'redis_rps_c{c}']:,.0f} | {verdict(ratios('pp', 'redis', f'c{c}'))} "
+    f"| {r[f'healthz_rps_c{c}']:,.0f} | {verdict(ratios('healthz', 'redis', f'c{c}'))} "
+    f"| {verdict(ratios('pp', 'healthz', f'c{c}'))} | {r[f'pg_rps_c{c}']:,.0f} |"
     for c in CONNECTIONS
 ]
 # Where even the HTTP ceiling is below Redis, no commit design reaches 1.0x.
-beyond = [c for c in CONNECTIONS if median_of(conn_rounds("healthz", "redis", c)) < 1.0]
+beyond = [c for c in CONNECTIONS if median_of(ratios("healthz", "redis", f"c{c}")) < 1.0]
 
 
 def cpu(side, c, group):
@@ -128,21 +129,20 @@ for c in (50, 256):
 
 def paired(a, b):
     """The median of the rounds' ratios a/b, and their range."""
-    ratios = sorted(r[k] / r[k.replace(f"{a}_", f"{b}_", 1)] for k in r if k.startswith(f"{a}_rps_50_r"))
-    return median_of(ratios), ratios[0], ratios[-1], len(ratios)
+    rounds = ratios(a, b, "50")
+    return median_of(rounds), rounds[0], rounds[-1], len(rounds)
 
 
 pg_vs_pgbench, pg_vs_file = paired("pg", "pgbench"), paired("pg", "file")
-q_vs_redis = sorted(r[k] / r[k.replace("queued_", "redis_", 1)] for k in r if k.startswith("queued_rps_50_r"))
 design = [
     "| measure | direct commit (chosen) | every ping through the worker (replaced) | target | direct / queued, paired |",
     "| --- | --- | --- | --- | --- |",
-    f"| 50 connections, against Redis (median of the rounds' ratios) | {tp:.2f}x ({r['pp_rps_50']:,.0f} req/s) | {median_of(q_vs_redis):.2f}x ({r['queued_rps_50']:,.0f} req/s) | at least 1.2x | {verdict(sorted(r[k] / r[k.replace('pp_', 'queued_', 1)] for k in r if k.startswith('pp_rps_50_r')))} |",
+    f"| 50 connections, against Redis (median of the rounds' ratios) | {tp:.2f}x ({r['pp_rps_50']:,.0f} req/s) | {median_of(ratios('queued', 'redis', '50')):.2f}x ({r['queued_rps_50']:,.0f} req/s) | at least 1.2x | {verdict(ratios('pp', 'queued', '50'))} |",
     f"| 50 connections, `/pingpong` against its own `/healthz` | {r['pp_rps_50'] / r['healthz_rps_50']:.2f}x | {r['queued_rps_50'] / r['queued_healthz_rps_50']:.2f}x | at least 0.8x | |",
     f"| one connection, p50 against Redis | {lat:.2f}x ({r['pp_p50_1']:.3f} ms) | {r['queued_p50_1'] / r['redis_p50_1']:.2f}x ({r['queued_p50_1']:.3f} ms) | at most 1.0x | {r['pp_p50_1'] / r['queued_p50_1']:.2f}x (latency) |",
 ] + [
-    f"| {c} connection{'s' if c > 1 else ''}, against Redis (median of 3 rounds' ratios) | {median_of(conn_rounds('pp', 'redis', c)):.2f}x "
-    f"| {median_of(conn_rounds('queued', 'redis', c)):.2f}x | at least 1.0x | {verdict(conn_rounds('pp', 'queued', c))} |"
+    f"| {c} connection{'s' if c > 1 else ''}, against Redis (median of 3 rounds' ratios) | {median_of(ratios('pp', 'redis', f'c{c}')):.2f}x "
+    f"| {median_of(ratios('queued', 'redis', f'c{c}')):.2f}x | at least 1.0x | {verdict(ratios('pp', 'queued', f'c{c}'))} |"
     for c in CONNECTIONS
 ]
 pg_lat = r["pg_p50_1"] / r["file_p50_1"]
