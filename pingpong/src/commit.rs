@@ -46,7 +46,7 @@ mod queue;
 /// The most connections open for a ping to count as alone: a person's
 /// client, a probe, a scrape, a proxy's spare connection. Under load there
 /// are more, and every ping then goes through the worker, so that a busy
-/// server never blocks one of its two HTTP threads on a flush: a direct
+/// server never blocks one of its HTTP threads on a flush: a direct
 /// commit under load measured no faster, and perhaps slower
 /// (`docs/batching.md`). At 4 connections the two designs measured equal.
 pub const ALONE: usize = 4;
@@ -162,9 +162,9 @@ impl Committer {
             && let Some(result) = direct.store.try_increment_by(1)
         {
             self.metrics.store(result.is_ok());
-            self.metrics.direct();
             self.shared.queue.committed(1);
             let (first, flush) = result?;
+            self.metrics.direct();
             self.metrics.committed(1, flush, first + 1);
             return Ok(first);
         }
