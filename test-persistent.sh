@@ -53,6 +53,7 @@ step() {
     passed=$((passed + 1)); say "ok"
   else
     failed=$((failed + 1)); say "step failed: $1"
+    backend_explain 2>&1 | sed 's/^/    | /'
   fi
 }
 
@@ -102,7 +103,8 @@ ready() { pingpong_ready && get /readyz; }
 #   the PostgreSQL mode's 3 run from the start), backend_replicas,
 #   backend_ready_pingpongs (pingpong pods ready behind the Service),
 #   backend_get APP PORT PATH (a GET of one pod's port, as a scraper in the
-#   cluster makes it), backend_security, backend_cleanup; and for the
+#   cluster makes it), backend_security, backend_cleanup, backend_explain
+#   (what a failed step prints: the pods' readiness and last log lines); and for the
 #   PostgreSQL mode backend_lose_node, backend_restore_node,
 #   backend_database_down, backend_database_up.
 # shellcheck source=tests/persistent/k8s.sh
@@ -332,6 +334,11 @@ database_restarted() {
   eventually 120 "pings to be answered again" answered_again || { stop_clients; return 1; }
   stop_clients
   say "$refused requests refused or unanswered while the database was away"
+  # The first answers after the restart may come through a route that is
+  # about to go: the pods were unready for a moment (their probes caught the
+  # database away), and the ingress controller applies that up to 2 s late,
+  # then their readiness again. The count is read once the route has settled.
+  eventually 120 "pingpong to be ready, and to stay so, after the restart" settled pingpong_ready || return 1
   check_clients
 }
 

@@ -250,16 +250,24 @@ def endpoint_slice(service, index, address, port_name, ready):
 
 
 def probe(url):
+    """None if the probe answered 200, else why not."""
     try:
         with urllib.request.urlopen(url, timeout=1) as answer:
-            return answer.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+            return None if answer.status == 200 else f"{url}: HTTP {answer.status}"
+    except urllib.error.HTTPError as e:
+        return f"{url}: HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        return f"{url}: {getattr(e, 'reason', e)}"
 
 
-def pod_ready(address, probes):
+def pod_unready(address, probes):
+    """Why the pod at `address` is not ready (its first failing probe), or None."""
     ip, port = address.rsplit(":", 1)
-    return all(probe(f"http://{ip}:{port if is_target else own}{path}") for is_target, own, path in probes)
+    for is_target, own, path in probes:
+        why = probe(f"http://{ip}:{port if is_target else own}{path}")
+        if why is not None:
+            return why
+    return None
 
 
 def endpoints_controller(store, services, endpoints, probes, stop):
@@ -270,9 +278,13 @@ def endpoints_controller(store, services, endpoints, probes, stop):
             service = services[name]
             port_name = service["spec"]["ports"][0].get("name")
             for index, address in enumerate(addresses):
-                ready = pod_ready(address, probes.get(name, []))
+                why = pod_unready(address, probes.get(name, []))
+                ready = why is None
                 if known.get((name, index)) != ready:
                     known[(name, index)] = ready
+                    # What the endpoints controller decided, for a failed test to show.
+                    print(f"traefik/run.py: {time.strftime('%H:%M:%S')} {name} {address} "
+                          f"{'ready' if ready else 'not ready: ' + why}", file=sys.stderr, flush=True)
                     store.put(endpoint_slice(service, index, address, port_name, ready))
         stop.wait(PROBE_PERIOD_S)
 

@@ -60,6 +60,16 @@ backend_cleanup() {
   if [[ -n $STOPPED_NODE ]]; then docker start "$STOPPED_NODE" >/dev/null || true; fi
   return 0
 }
+# After a failed step: the pods, their endpoints, and each pingpong pod's
+# last log lines.
+backend_explain() {
+  local pod
+  k get pods,endpointslices -o wide
+  for pod in $(k get pods -l app.kubernetes.io/name=pingpong -o name); do
+    echo "kubectl logs --tail 4 $pod:"
+    k logs --tail 4 "$pod"
+  done
+}
 backend_security() {
   local labels ok=0 line
   labels=$(kubectl get namespace "$NS" -o jsonpath='{.metadata.labels.pod-security\.kubernetes\.io/enforce}')

@@ -136,6 +136,17 @@ backend_cleanup() {
   fi
   return 0
 }
+# After a failed step: the endpoints controller's readiness decisions and
+# each pingpong pod's last log lines.
+backend_explain() {
+  local name
+  echo "the stand-in endpoints controller's last decisions:"
+  grep 'ready' "$WORK/run.err" 2>/dev/null | tail -n 12
+  for name in "${REPLICAS[@]}"; do
+    echo "podman logs --tail 4 $name-pod-0-pingpong:"
+    podman logs --tail 4 "$name-pod-0-pingpong" 2>&1
+  done
+}
 backend_security() {
   local name user running ro caps ok=0
   for name in pingpong-pod-0-pingpong log-output-pod-0-writer log-output-pod-0-reader; do
