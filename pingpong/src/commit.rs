@@ -33,6 +33,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use service_kit::{OpenConnections, Service};
 use tokio::sync::oneshot;
@@ -51,6 +52,10 @@ mod queue;
 /// (`docs/batching.md`). At 4 connections the two designs measured equal.
 pub const ALONE: usize = 4;
 
+/// How long the worker, with at most [`ALONE`] connections open, waits after
+/// answering a group for that group to be back before its next commit.
+pub const REGROUP: Duration = Duration::from_micros(200);
+
 /// Why a ping, read or check got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CommitError {
@@ -68,6 +73,14 @@ pub enum CommitError {
 struct DirectCommit {
     store: Arc<dyn Direct>,
     open: OpenConnections,
+}
+
+/// When the worker waits for the group it answered to be back: while few
+/// connections are open, up to `within`.
+#[derive(Debug)]
+struct Regroup {
+    open: OpenConnections,
+    within: Duration,
 }
 
 /// What the handles share; the last one gone closes the queue.
@@ -115,16 +128,29 @@ impl Committer {
     /// # Errors
     /// The thread or its runtime could not be made.
     pub fn start<S: Store>(service: &mut Service, store: S, metrics: Arc<PingMetrics>) -> std::io::Result<Self> {
+        Self::start_regrouping(service, store, metrics, REGROUP)
+    }
+
+    /// [`Committer::start`], with the worker waiting up to `within` for a
+    /// group to be back (tests wait longer, to make it certain).
+    fn start_regrouping<S: Store>(
+        service: &mut Service,
+        store: S,
+        metrics: Arc<PingMetrics>,
+        within: Duration,
+    ) -> std::io::Result<Self> {
         let mut runtime = tokio::runtime::Builder::new_current_thread();
         runtime.enable_time();
         if S::NETWORK {
             runtime.enable_io();
         }
         let runtime = runtime.build()?;
+        let open = service.open_connections();
         let direct = store
             .direct()
             .filter(|_| cfg!(feature = "direct-commit"))
-            .map(|store| DirectCommit { store, open: service.open_connections() });
+            .map(|store| DirectCommit { store, open: open.clone() });
+        let regroup = Regroup { open, within };
         let queue = Arc::new(Queue::default());
         let (served, closed) = (Arc::clone(&queue), Arc::clone(&queue));
         let worker_metrics = Arc::clone(&metrics);
@@ -133,7 +159,7 @@ impl Committer {
             move || {
                 let _serving = Serving(&served);
                 tracing::info!(store = store.describe(), "commit worker started");
-                runtime.block_on(commit_loop(store, &served, &worker_metrics));
+                runtime.block_on(commit_loop(store, &served, &regroup, &worker_metrics));
             },
             move || closed.close(),
         )?;
@@ -196,7 +222,7 @@ impl Committer {
     }
 }
 
-async fn commit_loop<S: Store>(mut store: S, queue: &Queue, metrics: &PingMetrics) {
+async fn commit_loop<S: Store>(mut store: S, queue: &Queue, regroup: &Regroup, metrics: &PingMetrics) {
     // `pingpong_store_available` from the start, and again whenever the
     // store's own upkeep changed something (a connection made or lost).
     metrics.store(store.check().await.is_ok());
@@ -210,18 +236,25 @@ async fn commit_loop<S: Store>(mut store: S, queue: &Queue, metrics: &PingMetric
             }
         };
         let Some(batch) = batch else { break };
-        commit(&mut store, queue, batch, metrics).await;
+        let group = commit(&mut store, queue, batch, metrics).await;
+        // A lone ping's client is not waited for: its next ping commits
+        // itself (where the store allows it), with no hand-off at all.
+        if cfg!(feature = "regroup") && group > 1 && regroup.open.get() <= ALONE {
+            metrics.regrouped(queue.regroup(group, regroup.within));
+        }
     }
     tracing::info!("commit worker stopped");
 }
 
-/// One batch: one increment for its pings, then every answer.
+/// One batch: one increment for its pings, then every answer. Returns the
+/// group to wait for before the next commit: the pings answered and those
+/// that queued meanwhile (0 if none was answered).
 async fn commit<S: Store>(
     store: &mut S,
     queue: &Queue,
     Batch { mut pings, reads, checks }: Batch,
     metrics: &PingMetrics,
-) {
+) -> usize {
     // A client that went away before its turn gets no number: counting it
     // would make the count run ahead of the answers.
     pings.retain(|reply| !reply.is_closed());
@@ -229,6 +262,7 @@ async fn commit<S: Store>(
     if n > 0 {
         queue.committed(n);
     }
+    let mut group = 0;
     let count = if pings.is_empty() {
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
@@ -236,6 +270,9 @@ async fn commit<S: Store>(
         match &result {
             Ok(first) => {
                 metrics.committed(n, store.last_commit(), first + n);
+                // Counted before the answers, some of which may be back
+                // in the queue before they all are sent.
+                group = queue.waiting() + pings.len();
                 for (number, reply) in (*first..).zip(pings) {
                     // The client may have gone since; its number is then
                     // counted but unanswered, as with any lost response.
@@ -261,6 +298,7 @@ async fn commit<S: Store>(
         metrics.store(checked.is_ok());
         answer_all(checks, &checked);
     }
+    group
 }
 
 /// One ping in `count_ping`, counted while it is there (a cancelled request

@@ -40,6 +40,12 @@ const DATABASE_UNREACHABLE: &str = "database_unreachable";
 const DATABASE_ERROR: &str = "database_error";
 /// The commit was sent but its answer lost; its numbers are skipped.
 const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+/// How a wait of the commit worker for the group it answered ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Regrouped {
+    outcome: &'static str,
+}
+
 /// The commit worker was not running: stopped at shutdown, or dead.
 const WORKER_STOPPED: &str = "worker_stopped";
 
@@ -55,6 +61,7 @@ pub struct PingMetrics {
     refused: Family<Refusal, Counter>,
     commits: Counter,
     direct: Counter,
+    regroups: Family<Regrouped, Counter>,
     commit_pings: Histogram,
     flush: Histogram,
     count: Gauge<u64, AtomicU64>,
@@ -70,6 +77,7 @@ impl PingMetrics {
             refused: Family::default(),
             commits: Counter::default(),
             direct: Counter::default(),
+            regroups: Family::default(),
             // 1, 2, 4, … 4096: the batch bound.
             commit_pings: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             // 25 µs to 0.8 s: from tmpfs and NVMe to a struggling network disk.
@@ -79,6 +87,9 @@ impl PingMetrics {
         };
         for reason in REASONS {
             let _ = metrics.refused.get_or_create(&Refusal { reason });
+        }
+        for outcome in ["back", "timed_out"] {
+            let _ = metrics.regroups.get_or_create(&Regrouped { outcome });
         }
         registry.register(
             "pings_answered",
@@ -91,6 +102,11 @@ impl PingMetrics {
             "direct_commits",
             "Commits of a lone ping by its own request, with no hand-off to the commit worker (also in commits)",
             metrics.direct.clone(),
+        );
+        registry.register(
+            "regroups",
+            "Waits of the commit worker, with few connections open, for the group of pings it answered to be back before its next commit, by how they ended (outcome: back, timed_out)",
+            metrics.regroups.clone(),
         );
         registry.register("commit_pings", "Pings counted per commit", metrics.commit_pings.clone());
         registry.register_with_unit(
@@ -142,6 +158,15 @@ impl PingMetrics {
             return;
         }
         self.direct.inc();
+    }
+
+    /// The commit worker waited for the group it answered: it came `back`,
+    /// or the wait timed out.
+    pub(crate) fn regrouped(&self, back: bool) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        self.regroups.get_or_create(&Regrouped { outcome: if back { "back" } else { "timed_out" } }).inc();
     }
 
     /// The store was read and holds `count`.

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use pingpong::{Store, StoreError};
 use support::{App, Volume, pong};
-use testkit::get;
+use testkit::{eventually, get};
 use tower::ServiceExt;
 
 mod support;
@@ -174,8 +174,14 @@ async fn when_the_commit_worker_dies_liveness_and_readiness_fail() {
     assert_eq!(status, 503, "{body}");
     let (status, body) = get(&app.url("/pingpong")).await;
     assert_eq!((status, body.contains("commit worker has stopped")), (503, true), "{body}");
-    let (status, body) = get(&app.url("/healthz")).await;
-    assert_eq!((status, body.contains("counter-commit")), (503, true), "{body}");
+    // The thread is marked dead when it has unwound, a moment after its
+    // queue refused the ping (the queue's guard drops first, in the unwinding).
+    let body = eventually("liveness to fail", || async {
+        let (status, body) = get(&app.url("/healthz")).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("counter-commit"), "{body}");
     let (status, body) = get(&app.url("/readyz")).await;
     assert_eq!((status, body.contains("not ready")), (503, true), "{body}");
 }
@@ -194,13 +200,28 @@ async fn readiness_follows_what_a_ping_would_meet() {
     assert_eq!(get(&app.url("/readyz")).await.0, 200);
 }
 
+#[cfg(feature = "metrics")]
+/// The sum of the series of `name` in `/metrics`, read on `client`'s
+/// connection (no new one), after a `/pings`: the commit worker answers that
+/// only once it is done with what it did before (a wait for a group, say),
+/// so what the worker recorded for it is in.
+async fn metric(client: &reqwest::Client, app: &App, name: &str) -> u64 {
+    assert_eq!(client.get(app.url("/pings")).send().await.unwrap().status(), 200);
+    let text = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!values.is_empty(), "no {name} in /metrics");
+    values.iter().sum()
+}
+
 /// `pingpong_direct_commits_total` as `/metrics` says it now, asked on
 /// `client`'s connection.
 #[cfg(all(feature = "direct-commit", feature = "metrics"))]
 async fn direct_commits(client: &reqwest::Client, app: &App) -> u64 {
-    let text = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.starts_with("pingpong_direct_commits_total ")).expect("no direct commits");
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    metric(client, app, "pingpong_direct_commits_total").await
 }
 
 /// A lone ping commits itself only while few connections are open: with
@@ -239,4 +260,56 @@ async fn a_ping_commits_itself_only_while_few_connections_are_open() {
         1 + others.len()
     );
     assert_eq!(volume.on_disk().trim(), "40");
+}
+
+/// The commit worker waits for the group it answered (see `commit::REGROUP`)
+/// only while few connections are open: under load the next batch is
+/// already queued, and waiting would hold it.
+#[cfg(all(feature = "regroup", feature = "metrics"))]
+#[tokio::test]
+async fn the_worker_waits_for_its_group_only_while_few_connections_are_open() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    // Three clients, each on its connection, ping at once: at most one of
+    // each three commits itself, the rest go through the worker.
+    let clients: Vec<_> = (0..3).map(|_| reqwest::Client::new()).collect();
+    let url = app.url("/pingpong");
+    let rounds = |clients: &[reqwest::Client]| {
+        let pings: Vec<_> = clients.iter().map(|c| tokio::spawn(c.get(&url).send())).collect();
+        async move {
+            for ping in pings {
+                assert_eq!(ping.await.unwrap().unwrap().status(), 200);
+            }
+        }
+    };
+    // Until the worker has waited for a group (two of a round's pings
+    // committed together, or one with another queued meanwhile): almost
+    // always in the first rounds, but a busy machine can spread a round out.
+    let mut pinged = 0;
+    let few = loop {
+        rounds(&clients).await;
+        pinged += clients.len();
+        let few = metric(&clients[0], &app, "pingpong_regroups_total").await;
+        if few > 0 {
+            break few;
+        }
+        assert!(pinged < 1500, "the worker never waited for a group with 3 connections open");
+    };
+    // Two more connections, kept open: five, more than `commit::ALONE`.
+    let mut others = Vec::new();
+    for _ in 0..=pingpong::commit::ALONE - clients.len() {
+        let other = reqwest::Client::new();
+        assert_eq!(other.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+        others.push(other);
+    }
+    for _ in 0..20 {
+        rounds(&clients).await;
+    }
+    assert_eq!(
+        metric(&clients[0], &app, "pingpong_regroups_total").await,
+        few,
+        "the worker waited for a group with {} connections open",
+        clients.len() + others.len()
+    );
+    assert_eq!(volume.on_disk().trim(), (pinged + 20 * clients.len()).to_string());
 }
