@@ -5,7 +5,7 @@
 #      GET /healthz, the HTTP ceiling here
 #   2. the same over one connection: p50 latency
 #   3. throughput against connections (1, 4, 16, 64, 256): this pingpong, the
-#      design it replaced (8.), Redis and /healthz in 3 rotated rounds per
+#      designs it replaced (8.), Redis and /healthz in 3 rotated rounds per
 #      count; plotted
 #   3b. CPU per request by thread (bench/cpu.py): /pingpong, /healthz and
 #      Redis at 50 and 256 connections, with the pings per commit
@@ -18,14 +18,17 @@
 #      of itself (an A/A control: the noise floor), in 10 rounds of the three
 #      (the order rotated): medians of the rounds' ratios
 #   8. the commit design (issue 19): a lone ping committed by its own request
-#      (the chosen design) against the one it replaced, every ping handed to
-#      the commit worker (pingpong built without its `direct-commit`
-#      feature), in the same rounds as 1-3
+#      and a worker that waits for the group it answered (the chosen design)
+#      against the one it replaced, every ping handed to the commit worker
+#      (pingpong built without its `direct-commit` and `regroup` features),
+#      in the same rounds as 1-3, and in the connection table also against
+#      the direct commit alone (built without `regroup`)
 #   9. the PostgreSQL store, on a PostgreSQL of its own (Debian's): pingpong on
 #      it vs the usual solution, one transaction per request (pgbench -M
 #      prepared, the same UPDATE … RETURNING), and vs pingpong on the file, at
 #      50 connections and over one connection (5 alternating rounds), and
-#      against connections
+#      against connections, with and without the worker's wait for its group
+#      (3 rotated rounds per count)
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman, postgresql if missing;
 #                               DURATION=seconds per wrk run, default 6)
@@ -35,7 +38,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-6}
 OUT=bench/out
 PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905 CONTROL_PORT=3906 PG_PP_PORT=3907 PG_PORT=5491
-QUEUED_PORT=3908
+QUEUED_PORT=3908 DIRECT_PORT=3909 PG_QUEUED_PORT=3910
 step() { printf '==> %s\n' "$*" >&2; }
 
 need=()
@@ -57,9 +60,13 @@ export BIN
 
 step "cargo build --release of pingpong without its metrics feature (recording compiled out)"
 CARGO_TARGET_DIR=$TARGET/bench-no-metrics cargo build --release --quiet -p pingpong --no-default-features \
-  --features direct-commit --bin pingpong
+  --features direct-commit,regroup --bin pingpong
 BASE_BIN=$TARGET/bench-no-metrics/release/pingpong
-step "cargo build --release of pingpong without its direct-commit feature (the design it replaced: every ping through the worker)"
+step "cargo build --release of pingpong without its regroup feature (the direct commit alone)"
+CARGO_TARGET_DIR=$TARGET/bench-direct cargo build --release --quiet -p pingpong --no-default-features \
+  --features metrics,direct-commit --bin pingpong
+DIRECT_BIN=$TARGET/bench-direct/release/pingpong
+step "cargo build --release of pingpong without its direct-commit and regroup features (the design it replaced: every ping through the worker)"
 CARGO_TARGET_DIR=$TARGET/bench-queued cargo build --release --quiet -p pingpong --no-default-features \
   --features metrics --bin pingpong
 QUEUED_BIN=$TARGET/bench-queued/release/pingpong
@@ -95,16 +102,19 @@ redis_csv() { # CLIENTS REQUESTS: the INCR line of redis-benchmark --csv
 }
 
 step "starting pingpong and redis-server (appendonly yes, appendfsync always), both on $OUT/"
-mkdir -p "$OUT/pingpong" "$OUT/redis" "$OUT/queued"
+mkdir -p "$OUT/pingpong" "$OUT/redis" "$OUT/queued" "$OUT/direct"
 COUNTER_FILE=$OUT/pingpong/counter.txt PORT=$PP_PORT RUST_LOG=warn "$BIN/pingpong" & pids+=($!)
 COUNTER_FILE=$OUT/queued/counter.txt PORT=$QUEUED_PORT RUST_LOG=warn "$QUEUED_BIN" & pids+=($!)
+COUNTER_FILE=$OUT/direct/counter.txt PORT=$DIRECT_PORT RUST_LOG=warn "$DIRECT_BIN" & pids+=($!)
 redis-server --port "$REDIS_PORT" --dir "$PWD/$OUT/redis" --appendonly yes --appendfsync always --save '' \
   --daemonize yes --logfile "$PWD/$OUT/redis/log"
 wait_http "http://127.0.0.1:$PP_PORT/readyz"
 wait_http "http://127.0.0.1:$QUEUED_PORT/readyz"
+wait_http "http://127.0.0.1:$DIRECT_PORT/readyz"
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 PING=http://127.0.0.1:$PP_PORT/pingpong
 QUEUED_PING=http://127.0.0.1:$QUEUED_PORT/pingpong
+DIRECT_PING=http://127.0.0.1:$DIRECT_PORT/pingpong
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -142,23 +152,24 @@ record pp_p50_1 "$(median <"$OUT/pp_p50_1")"
 record redis_p50_1 "$(median <"$OUT/redis_p50_1")"
 record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 
-# Per connection count, 3 rounds of four sides, the order rotated each round:
-# this pingpong (the direct commit), the design it replaced (queued), Redis,
-# and this pingpong's /healthz (the HTTP ceiling at that count). Verdicts are
-# medians of the rounds' ratios, as at 50 connections.
+# Per connection count, 3 rounds of five sides, the order rotated each round:
+# this pingpong, the design it replaced (queued), the direct commit alone
+# (direct), Redis, and this pingpong's /healthz (the HTTP ceiling at that
+# count). Verdicts are medians of the rounds' ratios, as at 50 connections.
 redis_requests() { # CLIENTS: about 4 s of INCR here
   case $1 in 1) echo 20000 ;; 4) echo 50000 ;; 16) echo 150000 ;; 64) echo 300000 ;; *) echo 450000 ;; esac
 }
-step "throughput against connections (3 rounds per count: direct, queued, Redis, /healthz)"
+step "throughput against connections (3 rounds per count: pingpong, queued, direct, Redis, /healthz)"
 HEALTHZ=http://127.0.0.1:$PP_PORT/healthz
-conn_sides=(pp queued redis healthz)
+conn_sides=(pp queued direct redis healthz)
 for c in 1 4 16 64 256; do
   for round in 1 2 3; do
-    for i in 0 1 2 3; do
-      side=${conn_sides[$(((round + i) % 4))]}
+    for i in 0 1 2 3 4; do
+      side=${conn_sides[$(((round + i) % 5))]}
       case $side in
         pp) rps=$(wrk_rps "$c" 4 "$PING") ;;
         queued) rps=$(wrk_rps "$c" 4 "$QUEUED_PING") ;;
+        direct) rps=$(wrk_rps "$c" 4 "$DIRECT_PING") ;;
         healthz) rps=$(wrk_rps "$c" 4 "$HEALTHZ") ;;
         redis) rps=$(redis_csv "$c" "$(redis_requests "$c")" | cut -d, -f2) ;;
       esac
@@ -223,8 +234,11 @@ as_postgres "$PG_BIN/initdb" -D "$OUT/pg/data" -U postgres --auth=trust >/dev/nu
 as_postgres "$PG_BIN/pg_ctl" -D "$OUT/pg/data" -w -l "$OUT/pg/log" \
   -o "-p $PG_PORT -k $PWD/$OUT/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres PORT=$PG_PP_PORT RUST_LOG=warn "$BIN/pingpong" & pids+=($!)
+DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres PORT=$PG_QUEUED_PORT RUST_LOG=warn "$QUEUED_BIN" & pids+=($!)
 wait_http "http://127.0.0.1:$PG_PP_PORT/readyz"
+wait_http "http://127.0.0.1:$PG_QUEUED_PORT/readyz"
 PG_PING=http://127.0.0.1:$PG_PP_PORT/pingpong
+PG_QUEUED_PING=http://127.0.0.1:$PG_QUEUED_PORT/pingpong
 # The usual solution: one transaction per request on the one row, the same
 # statement pingpong sends per batch.
 echo 'UPDATE pingpong_counter SET count = count + 1 WHERE id = 1 RETURNING count;' >"$OUT/pg/update.sql"
@@ -249,7 +263,24 @@ for side in pg pgbench file; do record "${side}_rps_50" "$(median <"$OUT/${side}
 record pg_p50_1 "$(median <"$OUT/pg_p50_1")"
 record file_p50_1 "$(median <"$OUT/file_p50_1")"
 record pgbench_tps_1 "$(pgbench_tps 1 "$DURATION")"
-for c in 1 4 16 64 256; do record "pg_rps_c$c" "$(wrk_rps "$c" 5 "$PG_PING")"; done
+# Against connections: this pingpong on PostgreSQL, and the design it
+# replaced on the same database (no direct commit applies to a database;
+# the difference is the worker's wait for its group), 3 rotated rounds.
+pg_sides=(pg pgqueued)
+for c in 1 4 16 64 256; do
+  for round in 1 2 3; do
+    for i in 0 1; do
+      side=${pg_sides[$(((round + i) % 2))]}
+      case $side in
+        pg) rps=$(wrk_rps "$c" 4 "$PG_PING") ;;
+        pgqueued) rps=$(wrk_rps "$c" 4 "$PG_QUEUED_PING") ;;
+      esac
+      echo "$rps" >>"$OUT/${side}_rps_c$c"
+      record "${side}_rps_c${c}_r$round" "$rps"
+    done
+  done
+  for side in "${pg_sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
+done
 
 step "one increment alone, each way (bench/syscalls.py)"
 python3 bench/syscalls.py "$OUT/syscalls" "$results"

@@ -16,9 +16,16 @@
 //! ([`Store::increment_by`]: one `fdatasync`, or one database commit), and
 //! only then hands each ping its own number, the reads the count after the
 //! batch, and the checks their verdict. Under load the cost of a commit is
-//! shared by all the pings of a batch; a lone ping is committed at once. (A
-//! rule that lingered for the clients of the last batch to come back measured
-//! 15% slower at 50 connections and no faster at one: `docs/batching.md`.)
+//! shared by all the pings of a batch; a lone ping is committed at once.
+//!
+//! With few connections open (at most [`ALONE`]), the worker, after
+//! answering a group of two or more pings (those it committed and those that
+//! queued meanwhile), waits up to [`REGROUP`] for the group to be back with
+//! its next pings before it commits again (`commit/queue.rs`): otherwise two
+//! connections take turns at the flush, one ping per commit each, instead
+//! of sharing it. Under load it never waits: the next batch is queued, and a
+//! wait would hold it (a rule that lingered at every count measured 15%
+//! slower at 50 connections: `docs/batching.md`).
 //!
 //! Reads (`/pings`) and checks (`/readyz`) take the same path as the pings,
 //! so readiness sees what a ping would meet (a dead worker, a corrupt file,
@@ -50,10 +57,15 @@ mod queue;
 /// server never blocks one of its HTTP threads on a flush: a direct
 /// commit under load measured no faster, and perhaps slower
 /// (`docs/batching.md`). At 4 connections the two designs measured equal.
+/// It bounds the worker's wait for a group ([`REGROUP`]) as well: with more
+/// connections the next batch is already queued when one is answered.
 pub const ALONE: usize = 4;
 
 /// How long the worker, with at most [`ALONE`] connections open, waits after
-/// answering a group for that group to be back before its next commit.
+/// answering a group of two or more pings for that group to be back before
+/// its next commit. A client's turn (the answer out, its next ping in) takes
+/// tens of microseconds here; 100 µs measured 1.21x at 4 connections where
+/// 200 µs measured 1.44x (`docs/batching.md`).
 pub const REGROUP: Duration = Duration::from_micros(200);
 
 /// Why a ping, read or check got no answer.
@@ -236,23 +248,26 @@ async fn commit_loop<S: Store>(mut store: S, queue: &Queue, regroup: &Regroup, m
             }
         };
         let Some(batch) = batch else { break };
-        let group = commit(&mut store, queue, batch, metrics).await;
+        // Under load, nothing of the wait is done, not even counting the group.
+        let few = cfg!(feature = "regroup") && regroup.open.get() <= ALONE;
+        let group = commit(&mut store, queue, batch, few, metrics).await;
         // A lone ping's client is not waited for: its next ping commits
         // itself (where the store allows it), with no hand-off at all.
-        if cfg!(feature = "regroup") && group > 1 && regroup.open.get() <= ALONE {
+        if group > 1 {
             metrics.regrouped(queue.regroup(group, regroup.within));
         }
     }
     tracing::info!("commit worker stopped");
 }
 
-/// One batch: one increment for its pings, then every answer. Returns the
-/// group to wait for before the next commit: the pings answered and those
-/// that queued meanwhile (0 if none was answered).
+/// One batch: one increment for its pings, then every answer. With `group`,
+/// returns the group to wait for before the next commit: the pings answered
+/// and those that queued meanwhile (0 if none was answered, or without).
 async fn commit<S: Store>(
     store: &mut S,
     queue: &Queue,
     Batch { mut pings, reads, checks }: Batch,
+    group: bool,
     metrics: &PingMetrics,
 ) -> usize {
     // A client that went away before its turn gets no number: counting it
@@ -262,7 +277,7 @@ async fn commit<S: Store>(
     if n > 0 {
         queue.committed(n);
     }
-    let mut group = 0;
+    let mut regroup = 0;
     let count = if pings.is_empty() {
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
@@ -272,7 +287,9 @@ async fn commit<S: Store>(
                 metrics.committed(n, store.last_commit(), first + n);
                 // Counted before the answers, some of which may be back
                 // in the queue before they all are sent.
-                group = queue.waiting() + pings.len();
+                if group {
+                    regroup = queue.waiting() + pings.len();
+                }
                 for (number, reply) in (*first..).zip(pings) {
                     // The client may have gone since; its number is then
                     // counted but unanswered, as with any lost response.
@@ -298,7 +315,7 @@ async fn commit<S: Store>(
         metrics.store(checked.is_ok());
         answer_all(checks, &checked);
     }
-    group
+    regroup
 }
 
 /// One ping in `count_ping`, counted while it is there (a cancelled request

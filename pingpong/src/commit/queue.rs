@@ -155,10 +155,11 @@ impl Queue {
     /// It polls, yielding its core between looks, and holds the worker's
     /// thread as a flush does: the group is typically back within tens of
     /// microseconds, less than waking a sleeping thread costs on these
-    /// machines. Sleeping on a `Condvar` that the pushes notified measured
-    /// 1.04x at 4 connections, where polling measured 1.3x; polling without
-    /// yielding starved the threads it waits for when they shared its core
-    /// (0.78x with PostgreSQL at one connection). See `docs/batching.md`.
+    /// machines. Against the direct commit alone, sleeping on a `Condvar`
+    /// that the pushes notify measured 1.16x at 2 connections and 1.09x at
+    /// 4, polling 1.46x and 1.29x; polling without yielding starved the
+    /// threads it waits for when they shared its core (0.78x with
+    /// PostgreSQL at 4 connections). See `docs/batching.md`.
     pub(super) fn regroup(&self, group: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
