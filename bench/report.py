@@ -193,6 +193,8 @@ else:
     ceiling_text = "At every count `/healthz` serves more than Redis."
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 machine = f"{os.cpu_count()} cores ({cpu_model()}), {platform.system()} {platform.release()}, files on {fs_of('bench')}"
+if "busy_before_pct" in r:
+    machine += f", {r['busy_before_pct']:.0f}% of the CPU busy with other work just before the run"
 md = f"""# Benchmarks
 
 Made by `bench/run.sh` on {now}: {machine}. Both sides ran in the same run on
@@ -210,7 +212,9 @@ Load: `wrk` for HTTP, `redis-benchmark -t incr` for Redis.
 
 {chr(10).join(detail)}
 
-Each count ran 3 rounds of the four sides in a rotated order; ratios are the
+Each count ran 3 rounds of five sides in a rotated order (this pingpong,
+the design it replaced, the direct commit alone: see "The commit design",
+Redis, `/healthz`); ratios are the
 medians of the rounds' ratios (their range in brackets), the req/s columns
 the medians of the runs. `/healthz` is the same server answering without
 counting, so it is the most any design of `/pingpong` on this HTTP stack can

@@ -75,6 +75,22 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 results=$OUT/results.tsv
 : >"$results"
 record() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
+
+# Whatever else runs skews every figure (seen: a stray test process holding
+# one of the two cores for a quarter of an hour). How busy the machine is
+# before the run, over 2 s, is recorded and printed with the results.
+busy_now() { # percent of all CPU time busy over 2 s, from /proc/stat
+  local a b
+  a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat)
+  sleep 2
+  b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f\n", 100 * (y[1] - x[1]) / (y[2] - x[2])}'
+}
+busy=$(busy_now)
+record busy_before_pct "$busy"
+if ((busy > 10)); then
+  step "WARNING: the machine was ${busy}% busy before the run; its figures are skewed (ps aux --sort=-%cpu | head)"
+fi
 pids=()
 PG_BIN=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
 as_postgres() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
