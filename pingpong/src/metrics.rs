@@ -30,6 +30,18 @@ struct Refusal {
     reason: &'static str,
 }
 
+/// How a wait of the commit worker for the group it answered ended, as the
+/// `outcome` label says it: [`BACK`] or [`TIMED_OUT`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Regrouped {
+    outcome: &'static str,
+}
+
+/// The group was queued again within the wait.
+const BACK: &str = "back";
+/// The wait ended without it (its window passed, or shutdown closed the queue).
+const TIMED_OUT: &str = "timed_out";
+
 /// The counter file holds something that is not a count, or is not a file.
 const CORRUPT_FILE: &str = "corrupt_file";
 /// A system call on the counter file failed (disk full, I/O error, read-only).
@@ -40,12 +52,6 @@ const DATABASE_UNREACHABLE: &str = "database_unreachable";
 const DATABASE_ERROR: &str = "database_error";
 /// The commit was sent but its answer lost; its numbers are skipped.
 const OUTCOME_UNKNOWN: &str = "outcome_unknown";
-/// How a wait of the commit worker for the group it answered ended.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Regrouped {
-    outcome: &'static str,
-}
-
 /// The commit worker was not running: stopped at shutdown, or dead.
 const WORKER_STOPPED: &str = "worker_stopped";
 
@@ -88,7 +94,7 @@ impl PingMetrics {
         for reason in REASONS {
             let _ = metrics.refused.get_or_create(&Refusal { reason });
         }
-        for outcome in ["back", "timed_out"] {
+        for outcome in [BACK, TIMED_OUT] {
             let _ = metrics.regroups.get_or_create(&Regrouped { outcome });
         }
         registry.register(
@@ -166,7 +172,7 @@ impl PingMetrics {
         if !cfg!(feature = "metrics") {
             return;
         }
-        self.regroups.get_or_create(&Regrouped { outcome: if back { "back" } else { "timed_out" } }).inc();
+        self.regroups.get_or_create(&Regrouped { outcome: if back { BACK } else { TIMED_OUT } }).inc();
     }
 
     /// The store was read and holds `count`.
