@@ -260,14 +260,15 @@ async fn commit_loop<S: Store>(mut store: S, queue: &Queue, regroup: &Regroup, m
     tracing::info!("commit worker stopped");
 }
 
-/// One batch: one increment for its pings, then every answer. With `group`,
-/// returns the group to wait for before the next commit: the pings answered
-/// and those that queued meanwhile (0 if none was answered, or without).
+/// One batch: one increment for its pings, then every answer. With
+/// `count_group`, returns the group to wait for before the next commit: the
+/// pings answered and those that queued meanwhile (0 if none was answered,
+/// or without `count_group`).
 async fn commit<S: Store>(
     store: &mut S,
     queue: &Queue,
     Batch { mut pings, reads, checks }: Batch,
-    group: bool,
+    count_group: bool,
     metrics: &PingMetrics,
 ) -> usize {
     // A client that went away before its turn gets no number: counting it
@@ -277,7 +278,7 @@ async fn commit<S: Store>(
     if n > 0 {
         queue.committed(n);
     }
-    let mut regroup = 0;
+    let mut group = 0;
     let count = if pings.is_empty() {
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
@@ -287,8 +288,8 @@ async fn commit<S: Store>(
                 metrics.committed(n, store.last_commit(), first + n);
                 // Counted before the answers, some of which may be back
                 // in the queue before they all are sent.
-                if group {
-                    regroup = queue.waiting() + pings.len();
+                if count_group {
+                    group = queue.waiting() + pings.len();
                 }
                 for (number, reply) in (*first..).zip(pings) {
                     // The client may have gone since; its number is then
@@ -315,7 +316,7 @@ async fn commit<S: Store>(
         metrics.store(checked.is_ok());
         answer_all(checks, &checked);
     }
-    regroup
+    group
 }
 
 /// One ping in `count_ping`, counted while it is there (a cancelled request
