@@ -79,11 +79,12 @@ record() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
 # Whatever else runs skews every figure (seen: a stray test process holding
 # one of the two cores for a quarter of an hour). How busy the machine is
 # before the run, over 2 s, is recorded and printed with the results.
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; } # busy, all
 busy_now() { # percent of all CPU time busy over 2 s, from /proc/stat
   local a b
-  a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat)
+  a=$(cpu_ticks)
   sleep 2
-  b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat)
+  b=$(cpu_ticks)
   awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f\n", 100 * (y[1] - x[1]) / (y[2] - x[2])}'
 }
 busy=$(busy_now)
@@ -175,26 +176,35 @@ record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 redis_requests() { # CLIENTS: about 4 s of INCR here
   case $1 in 1) echo 20000 ;; 4) echo 50000 ;; 16) echo 150000 ;; 64) echo 300000 ;; *) echo 450000 ;; esac
 }
+side_rps() { # SIDE CONNECTIONS: one run of about 4 s, requests/s
+  case $1 in
+    pp) wrk_rps "$2" 4 "$PING" ;;
+    queued) wrk_rps "$2" 4 "$QUEUED_PING" ;;
+    direct) wrk_rps "$2" 4 "$DIRECT_PING" ;;
+    healthz) wrk_rps "$2" 4 "$HEALTHZ" ;;
+    redis) redis_csv "$2" "$(redis_requests "$2")" | cut -d, -f2 ;;
+    pg) wrk_rps "$2" 4 "$PG_PING" ;;
+    pgqueued) wrk_rps "$2" 4 "$PG_QUEUED_PING" ;;
+  esac
+}
+against_connections() { # SIDE...: at each count, 3 rounds of the sides, the order rotated
+  local c round i side rps n=$#
+  local sides=("$@")
+  for c in 1 4 16 64 256; do
+    for round in 1 2 3; do
+      for ((i = 0; i < n; i++)); do
+        side=${sides[$(((round + i) % n))]}
+        rps=$(side_rps "$side" "$c")
+        echo "$rps" >>"$OUT/${side}_rps_c$c"
+        record "${side}_rps_c${c}_r$round" "$rps"
+      done
+    done
+    for side in "${sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
+  done
+}
 step "throughput against connections (3 rounds per count: pingpong, queued, direct, Redis, /healthz)"
 HEALTHZ=http://127.0.0.1:$PP_PORT/healthz
-conn_sides=(pp queued direct redis healthz)
-for c in 1 4 16 64 256; do
-  for round in 1 2 3; do
-    for i in 0 1 2 3 4; do
-      side=${conn_sides[$(((round + i) % 5))]}
-      case $side in
-        pp) rps=$(wrk_rps "$c" 4 "$PING") ;;
-        queued) rps=$(wrk_rps "$c" 4 "$QUEUED_PING") ;;
-        direct) rps=$(wrk_rps "$c" 4 "$DIRECT_PING") ;;
-        healthz) rps=$(wrk_rps "$c" 4 "$HEALTHZ") ;;
-        redis) rps=$(redis_csv "$c" "$(redis_requests "$c")" | cut -d, -f2) ;;
-      esac
-      echo "$rps" >>"$OUT/${side}_rps_c$c"
-      record "${side}_rps_c${c}_r$round" "$rps"
-    done
-  done
-  for side in "${conn_sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
-done
+against_connections pp queued direct redis healthz
 
 # Why /pingpong stays below /healthz: the CPU each request costs, by thread
 # (the runtime's HTTP threads, the commit thread), against /healthz and
@@ -282,21 +292,7 @@ record pgbench_tps_1 "$(pgbench_tps 1 "$DURATION")"
 # Against connections: this pingpong on PostgreSQL, and the design it
 # replaced on the same database (no direct commit applies to a database;
 # the difference is the worker's wait for its group), 3 rotated rounds.
-pg_sides=(pg pgqueued)
-for c in 1 4 16 64 256; do
-  for round in 1 2 3; do
-    for i in 0 1; do
-      side=${pg_sides[$(((round + i) % 2))]}
-      case $side in
-        pg) rps=$(wrk_rps "$c" 4 "$PG_PING") ;;
-        pgqueued) rps=$(wrk_rps "$c" 4 "$PG_QUEUED_PING") ;;
-      esac
-      echo "$rps" >>"$OUT/${side}_rps_c$c"
-      record "${side}_rps_c${c}_r$round" "$rps"
-    done
-  done
-  for side in "${pg_sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
-done
+against_connections pg pgqueued
 
 step "one increment alone, each way (bench/syscalls.py)"
 python3 bench/syscalls.py "$OUT/syscalls" "$results"
