@@ -91,9 +91,9 @@ rows = [
         start <= 100),
 ]
 
-def verdict(ratios):
+def verdict(rounds):
     """The median of the rounds' ratios, with their range."""
-    return f"{median_of(ratios):.2f}x ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+    return f"{median_of(rounds):.2f}x ({rounds[0]:.2f}–{rounds[-1]:.2f})"
 
 
 detail = [
