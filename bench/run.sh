@@ -169,7 +169,7 @@ record pp_p50_1 "$(median <"$OUT/pp_p50_1")"
 record redis_p50_1 "$(median <"$OUT/redis_p50_1")"
 record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 
-# Per connection count, 3 rounds of five sides, the order rotated each round:
+# Per connection count, $CONNECTION_ROUNDS rounds of five sides, the order rotated each round:
 # this pingpong, the design it replaced (queued), the direct commit alone
 # (direct), Redis, and this pingpong's /healthz (the HTTP ceiling at that
 # count). Verdicts are medians of the rounds' ratios, as at 50 connections.
@@ -187,11 +187,18 @@ side_rps() { # SIDE CONNECTIONS: one run of about 4 s, requests/s
     pgqueued) wrk_rps "$2" 4 "$PG_QUEUED_PING" ;;
   esac
 }
-against_connections() { # SIDE...: at each count, 3 rounds of the sides, the order rotated
+# Five rounds, not three: the disk drifts between rounds (Redis alone ran from
+# 7.6k to 13.2k req/s at 4 connections within two minutes, 2026-12-01), and a
+# median of three of the rounds' ratios (which ranged 0.91x to 1.34x at 4
+# connections, pingpong against Redis, 11 paired rounds) could not tell 0.95x
+# from 1.05x.
+CONNECTION_ROUNDS=5
+record connection_rounds "$CONNECTION_ROUNDS"
+against_connections() { # SIDE...: at each count, $CONNECTION_ROUNDS rounds of the sides, the order rotated
   local c round i side rps n=$#
   local sides=("$@")
   for c in 1 4 16 64 256; do
-    for round in 1 2 3; do
+    for round in $(seq "$CONNECTION_ROUNDS"); do
       for ((i = 0; i < n; i++)); do
         side=${sides[$(((round + i) % n))]}
         rps=$(side_rps "$side" "$c")
@@ -202,7 +209,7 @@ against_connections() { # SIDE...: at each count, 3 rounds of the sides, the ord
     for side in "${sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
   done
 }
-step "throughput against connections (3 rounds per count: pingpong, queued, direct, Redis, /healthz)"
+step "throughput against connections ($CONNECTION_ROUNDS rounds per count: pingpong, queued, direct, Redis, /healthz)"
 HEALTHZ=http://127.0.0.1:$PP_PORT/healthz
 against_connections pp queued direct redis healthz
 
