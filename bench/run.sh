@@ -5,8 +5,8 @@
 #      GET /healthz, the HTTP ceiling here
 #   2. the same over one connection: p50 latency
 #   3. throughput against connections (1, 4, 16, 64, 256): this pingpong, the
-#      designs it replaced (8.), Redis and /healthz in 3 rotated rounds per
-#      count; plotted
+#      designs it replaced (8.), Redis and /healthz in 5 rotated rounds per
+#      count (CONNECTION_ROUNDS); plotted
 #   3b. CPU per request by thread (bench/cpu.py): /pingpong, /healthz and
 #      Redis at 50 and 256 connections, with the pings per commit
 #   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
@@ -28,7 +28,7 @@
 #      prepared, the same UPDATE … RETURNING), and vs pingpong on the file, at
 #      50 connections and over one connection (5 alternating rounds), and
 #      against connections, with and without the worker's wait for its group
-#      (3 rotated rounds per count)
+#      (5 rotated rounds per count)
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
 # Usage: bench/run.sh          (installs wrk, redis-server, podman, postgresql if missing;
 #                               DURATION=seconds per wrk run, default 6)
@@ -169,10 +169,11 @@ record pp_p50_1 "$(median <"$OUT/pp_p50_1")"
 record redis_p50_1 "$(median <"$OUT/redis_p50_1")"
 record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 
-# Per connection count, $CONNECTION_ROUNDS rounds of five sides, the order rotated each round:
-# this pingpong, the design it replaced (queued), the direct commit alone
-# (direct), Redis, and this pingpong's /healthz (the HTTP ceiling at that
-# count). Verdicts are medians of the rounds' ratios, as at 50 connections.
+# Per connection count, $CONNECTION_ROUNDS rounds of five sides, the order
+# rotated each round: this pingpong, the design it replaced (queued), the
+# direct commit alone (direct), Redis, and this pingpong's /healthz (the HTTP
+# ceiling at that count). Verdicts are medians of the rounds' ratios, as at
+# 50 connections.
 redis_requests() { # CLIENTS: about 4 s of INCR here
   case $1 in 1) echo 20000 ;; 4) echo 50000 ;; 16) echo 150000 ;; 64) echo 300000 ;; *) echo 450000 ;; esac
 }
