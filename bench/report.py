@@ -18,7 +18,7 @@ for line in open(results_path):
 CONNECTIONS = [1, 4, 16, 64, 256]
 # Rounds per count in the connection table (results recorded before it was
 # a setting of bench/run.sh ran 3).
-rounds = int(r.get("connection_rounds", 3))
+connection_rounds = int(r.get("connection_rounds", 3))
 
 
 def cpu_model():
@@ -144,7 +144,7 @@ design = [
     f"| 50 connections, `/pingpong` against its own `/healthz` | {r['pp_rps_50'] / r['healthz_rps_50']:.2f}x | {r['queued_rps_50'] / r['queued_healthz_rps_50']:.2f}x | at least 0.8x | |",
     f"| one connection, p50 against Redis | {lat:.2f}x ({r['pp_p50_1']:.3f} ms) | {r['queued_p50_1'] / r['redis_p50_1']:.2f}x ({r['queued_p50_1']:.3f} ms) | at most 1.0x | {r['pp_p50_1'] / r['queued_p50_1']:.2f}x (latency) |",
 ] + [
-    f"| {c} connection{'s' if c > 1 else ''}, against Redis (median of {rounds} rounds' ratios) | {median_of(ratios('pp', 'redis', f'c{c}')):.2f}x "
+    f"| {c} connection{'s' if c > 1 else ''}, against Redis (median of {connection_rounds} rounds' ratios) | {median_of(ratios('pp', 'redis', f'c{c}')):.2f}x "
     f"| {median_of(ratios('queued', 'redis', f'c{c}')):.2f}x | at least 1.0x | {verdict(ratios('pp', 'queued', f'c{c}'))} |"
     for c in CONNECTIONS
 ]
@@ -215,7 +215,7 @@ Load: `wrk` for HTTP, `redis-benchmark -t incr` for Redis.
 
 {chr(10).join(detail)}
 
-Each count ran {rounds} rounds of five sides in a rotated order (this pingpong,
+Each count ran {connection_rounds} rounds of five sides in a rotated order (this pingpong,
 the design it replaced, the direct commit alone: see "The commit design",
 Redis, `/healthz`); ratios are the
 medians of the rounds' ratios (their range in brackets), the req/s columns
@@ -273,7 +273,7 @@ as for the file.
 
 Against connections, with the worker's wait for its group (this pingpong)
 and without it (the replaced design's binary on the same database; the
-direct commit does not apply to a database), {rounds} rotated rounds of 4 s per
+direct commit does not apply to a database), {connection_rounds} rotated rounds of 4 s per
 count:
 
 {chr(10).join(pg_design)}

@@ -299,7 +299,7 @@ record file_p50_1 "$(median <"$OUT/file_p50_1")"
 record pgbench_tps_1 "$(pgbench_tps 1 "$DURATION")"
 # Against connections: this pingpong on PostgreSQL, and the design it
 # replaced on the same database (no direct commit applies to a database;
-# the difference is the worker's wait for its group), 3 rotated rounds.
+# the difference is the worker's wait for its group), in the same rounds.
 against_connections pg pgqueued
 
 step "one increment alone, each way (bench/syscalls.py)"
