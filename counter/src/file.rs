@@ -109,24 +109,30 @@ impl CounterFile {
     /// The (device, inode) the path names now, `None` if nothing is there:
     /// what the writer checks before every increment.
     ///
-    /// Asked of `statx` alone, without the timestamps. A plain `stat` also
-    /// reads mtime and ctime, and since Linux 6.13 (multigrain timestamps) a
-    /// read timestamp makes the next write stamp a fine-grained time, so every
-    /// increment would change mtime and dirty the inode; on ext4 without a
-    /// journal `fdatasync` then writes the inode as well as the data, a second
-    /// I/O per increment (measured: +45% per flush, docs/batching.md).
+    /// On Linux, asked of `statx` alone, without the timestamps. A plain
+    /// `stat` also reads mtime and ctime, and since Linux 6.13 (multigrain
+    /// timestamps) a read timestamp makes the next write stamp a fine-grained
+    /// time, so every increment would change mtime and dirty the inode; on
+    /// ext4 without a journal `fdatasync` then writes the inode as well as
+    /// the data, a second I/O per increment (docs/batching.md). Elsewhere
+    /// (macOS) a plain `lstat`: the same answer, and no such kernel
+    /// behaviour to avoid.
     pub(crate) fn identity(&self) -> Result<Option<(u64, u64)>, CounterError> {
-        use rustix::fs::{AtFlags, CWD, StatxFlags, makedev, statx};
-        match statx(CWD, &self.path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::INO) {
-            Ok(st) => Ok(Some((makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino))),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            // A kernel without statx (before 4.11): a plain lstat.
-            Err(rustix::io::Errno::NOSYS) => match fs::symlink_metadata(&self.path) {
-                Ok(meta) => Ok(Some((meta.dev(), meta.ino()))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(io_error(&self.path, "inspect it")(e)),
-            },
-            Err(e) => Err(io_error(&self.path, "inspect it")(e.into())),
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::{AtFlags, CWD, StatxFlags, makedev, statx};
+            match statx(CWD, &self.path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::INO) {
+                Ok(st) => return Ok(Some((makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino))),
+                Err(rustix::io::Errno::NOENT) => return Ok(None),
+                // A kernel without statx (before 4.11): the plain lstat below.
+                Err(rustix::io::Errno::NOSYS) => {}
+                Err(e) => return Err(io_error(&self.path, "inspect it")(e.into())),
+            }
+        }
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) => Ok(Some((meta.dev(), meta.ino()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&self.path, "inspect it")(e)),
         }
     }
 

@@ -143,10 +143,11 @@ async fn the_alive_probe_passes_while_the_writer_loop_turns_and_fails_once_it_st
     // waiting would, so that the probe's limit (at least 10 s) is passed.
     writer.signal(Signal::SIGSTOP);
     // The signal is delivered asynchronously: wait until the process is stopped.
-    let stat = format!("/proc/{}/stat", writer.pid());
+    // (ps, not /proc: the same on Linux and macOS)
+    let pid = writer.pid().to_string();
     eventually("the writer to be stopped", || async {
-        let text = fs::read_to_string(&stat).ok()?;
-        (text.rsplit(") ").next()?.starts_with('T')).then_some(())
+        let ps = std::process::Command::new("ps").args(["-o", "stat=", "-p", &pid]).output().ok()?;
+        String::from_utf8_lossy(&ps.stdout).trim_start().starts_with('T').then_some(())
     })
     .await;
     let a_minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);

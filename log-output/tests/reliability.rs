@@ -1,6 +1,8 @@
 //! The reliability suite for the log writer: injected faults on the real
 //! binary. Needs strace; run with `./test-reliability.sh` (CI does).
 
+#![cfg(target_os = "linux")] // strace
+
 use std::fs;
 
 use log_output::entry::last_complete_entries;

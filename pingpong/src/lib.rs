@@ -50,7 +50,7 @@ pub fn service(store: impl Store) -> Result<Service, StartError> {
     let committer = Committer::start(&mut service, store, Arc::clone(&metrics)).map_err(StartError::Worker)?;
     let state = AppState { committer: committer.clone(), metrics };
     service
-        .route("/pingpong", get(routes::pingpong).with_state(state.clone()))
+        .route("/pingpong", service_kit::get_only(get(routes::pingpong)).with_state(state.clone()))
         .route("/pings", get(routes::pings).with_state(state))
         .readiness(move || {
             let committer = committer.clone();

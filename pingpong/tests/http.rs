@@ -139,6 +139,31 @@ async fn unknown_paths_are_404_and_other_methods_405() {
     }
 }
 
+/// A HEAD would be a ping whose answer no client sees (axum sends HEAD to
+/// a GET handler and drops the body): refused like any other method but
+/// GET, with `Allow: GET` and, for those with a body, the 404's list.
+#[tokio::test]
+async fn head_and_post_on_pingpong_are_405_and_count_nothing() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    let client = reqwest::Client::new();
+    for method in [reqwest::Method::HEAD, reqwest::Method::POST, reqwest::Method::PUT] {
+        let answer = client.request(method.clone(), app.url("/pingpong")).send().await.unwrap();
+        assert_eq!(answer.status(), 405, "{method}");
+        assert_eq!(answer.headers()["allow"], "GET", "{method}");
+        let body = answer.text().await.unwrap();
+        if method != reqwest::Method::HEAD {
+            assert!(
+                body.starts_with("method not allowed: try GET /pingpong, /pings") && body.ends_with('\n'),
+                "{body:?}"
+            );
+            assert_eq!(body.lines().count(), 1, "{body:?}");
+        }
+    }
+    assert_eq!(pong(&app.url("/pingpong")).await, "pong 0", "none of them was counted");
+    assert_eq!(volume.on_disk().trim(), "1");
+}
+
 /// A store whose every increment panics, as a bug in a store would: the
 /// commit worker dies with it.
 struct Panicking;

@@ -76,6 +76,7 @@ async fn a_corrupt_file_shows_in_the_refused_counter() {
 
 /// An I/O error injected on the flush (strace: EIO on the first `fdatasync`
 /// of the counter file): refused under `io_error`; then a ping succeeds.
+#[cfg(target_os = "linux")] // strace
 #[tokio::test]
 #[ignore = "needs Python's prometheus_client: run by ./test-metrics.sh"]
 async fn an_io_error_shows_in_the_refused_counter() {

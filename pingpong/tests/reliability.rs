@@ -2,6 +2,8 @@
 //! injected fault on the real binary (the protocol's own fault table is the
 //! counter crate's). Needs strace; run with `./test-reliability.sh` (CI does).
 
+#![cfg(target_os = "linux")] // strace
+
 use std::collections::HashSet;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};

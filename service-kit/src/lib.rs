@@ -19,6 +19,6 @@ pub mod telemetry;
 mod worker;
 
 pub use crate::connections::OpenConnections;
-pub use crate::routes::{error_response, refusal_response};
+pub use crate::routes::{error_response, get_only, refusal_response};
 pub use crate::service::Service;
 pub use crate::worker::{Alive, Stop};

@@ -1,5 +1,6 @@
 //! The routes every service has around its own: liveness, readiness, a 404
-//! that names the routes really served; and how a failure is answered.
+//! and a 405 that name the routes really served; and how a failure is
+//! answered.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -7,9 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 
 use crate::worker::Health;
 
@@ -18,15 +19,29 @@ use crate::worker::Health;
 pub(crate) type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// `GET /healthz` (200 while every worker lives), `GET /readyz` (200 while
-/// every worker lives and `check` passes) and the 404 for anything else,
-/// which lists `paths`.
+/// every worker lives and `check` passes), the 404 for any other path and
+/// the 405 for a method a route does not serve, both listing `paths`.
 pub(crate) fn around(own: Router, paths: &[&'static str], health: &Health, check: Option<Check>) -> Router {
-    let listed = list(paths);
+    let not_found = format!("not found: try GET {}\n", list(paths));
+    let not_allowed = format!("method not allowed: try GET {}\n", list(paths));
     let live = health.clone();
     let ready = health.clone();
     own.route("/healthz", get(move || async move { healthz(&live) }))
         .route("/readyz", get(move || readyz(ready.clone(), check.clone())))
-        .fallback(move || async move { (StatusCode::NOT_FOUND, format!("not found: try GET {listed}\n")) })
+        .fallback(move || async move { (StatusCode::NOT_FOUND, not_found) })
+        // Every route is a GET: `Allow: GET` here, where axum would add
+        // HEAD, which a route with a side effect refuses (`get_only`).
+        .method_not_allowed_fallback(move || async move {
+            (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET")], not_allowed)
+        })
+}
+
+/// `route` (a GET) with HEAD refused: axum answers a HEAD with the GET
+/// handler and drops the body, which for a handler with a side effect (a
+/// ping is counted) would use a number no client ever sees. 405 with
+/// `Allow: GET`, as for any other method.
+pub fn get_only<S: Clone + Send + Sync + 'static>(route: MethodRouter<S>) -> MethodRouter<S> {
+    route.head(|| async { (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET")]) })
 }
 
 /// "a, b, c or d".
