@@ -10,7 +10,11 @@ pub fn exit_code(program: &str, result: Result<(), impl Display>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{program}: error: {e:#}");
+            // One write of the whole line: `eprintln!` writes its pieces
+            // one by one to the unbuffered stderr, and another process on
+            // the same terminal (./run-local.sh runs three) can cut in.
+            let line = format!("{program}: error: {e:#}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             ExitCode::FAILURE
         }
     }
