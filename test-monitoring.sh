@@ -5,7 +5,8 @@
 #   - the generated PrometheusRule and dashboard ConfigMap are made from
 #     their sources (monitoring/generate.py --check);
 #   - the PodMonitors and the PrometheusRule against the Prometheus
-#     Operator's own CRD schemas, unknown fields refused (.ci/check-monitors.py);
+#     Operator's own CRD schemas, unknown fields refused
+#     (.ci/check-custom-resources.py monitoring/schemas …);
 #   - `promtool check rules` on the rules file and on the PrometheusRule's
 #     groups, `promtool test rules` on a test file per alert;
 #   - every dashboard panel's query on the real Prometheus scraping the real
@@ -31,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 echo "==> the generated objects are made from their sources"
 "$python" monitoring/generate.py --check
 echo "==> the PodMonitors and the PrometheusRule against the Prometheus Operator's CRDs"
-"$python" .ci/check-monitors.py
+"$python" .ci/check-custom-resources.py monitoring/schemas monitoring/*.yaml
 echo "==> promtool check rules (the rules file, and the PrometheusRule's groups)"
 "$python" -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); yaml.safe_dump({"groups": d["spec"]["groups"]}, open(sys.argv[2], "w"))' \
   monitoring/prometheusrule.yaml "$work/prometheusrule-groups.yaml"

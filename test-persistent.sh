@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The persistence suite: deploy, ping, kill pods, and prove nothing was lost.
 #
-# Usage: ./test-persistent.sh [--podman] [--postgres] [--keep]
+# Usage: ./test-persistent.sh [--podman] [--postgres | --ha] [--keep]
 #   (default)   against the current kubectl context (the k3d cluster of k3d/up.sh)
 #   --podman    plays the same manifests with podman on this machine (as CI does),
 #               with host networking, and routes them with the real Traefik
@@ -9,6 +9,8 @@
 #               what stands in for what: tests/persistent/podman.sh
 #   --postgres  the PostgreSQL mode (postgres/): pingpong x3 on PostgreSQL,
 #               log-output over HTTP; adds a node lost and the database restarted
+#   --ha        the CloudNativePG mode (postgres-ha/, k3d only): adds the
+#               primary's pod deleted and the primary's node stopped, under load
 #   --keep      leave what was deployed running (podman) at the end
 #   Both runtimes reach the apps as a student's curl does: through the Ingress at
 #   $BASE_URL (default http://localhost:8081).
@@ -20,13 +22,16 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '4,17s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '4,19s/^# \{0,1\}//p' "$0"; }
 RUNTIME=k8s MODE=file
 export KEEP=no # read by the backends
 for arg in "$@"; do
   case $arg in
     --podman) RUNTIME=podman ;;
-    --postgres) MODE=postgres ;;
+    --postgres | --ha)
+      [[ $MODE == file ]] || { echo "test-persistent.sh: --postgres and --ha are two modes; give one" >&2; exit 2; }
+      MODE=${arg#--}
+      ;;
     --keep) KEEP=yes ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -104,9 +109,16 @@ ready() { pingpong_ready && get /readyz; }
 #   backend_ready_pingpongs (pingpong pods ready behind the Service),
 #   backend_get APP PORT PATH (a GET of one pod's port, as a scraper in the
 #   cluster makes it), backend_security, backend_cleanup, backend_explain
-#   (what a failed step prints: the pods' readiness and last log lines); and for the
-#   PostgreSQL mode backend_lose_node, backend_restore_node,
-#   backend_database_down, backend_database_up.
+#   (what a failed step prints: the pods' readiness and last log lines); for
+#   the PostgreSQL and CloudNativePG modes backend_prepare_node_loss (picks the
+#   node to stop), backend_lose_node, backend_node_gone (the cluster has
+#   declared it lost), backend_eviction_seconds (pingpong's tolerationSeconds),
+#   backend_replaced_elsewhere (every pingpong replica ready, none on it),
+#   backend_restore_node; for the PostgreSQL mode backend_database_down,
+#   backend_database_up; for the CloudNativePG mode backend_primary,
+#   backend_new_primary OLD, backend_delete_primary POD,
+#   backend_failover_bound pod|node, backend_database_healthy.
+#   A backend that cannot run a mode says so and exits non-zero when sourced.
 # shellcheck source=tests/persistent/k8s.sh
 source "tests/persistent/$RUNTIME.sh"
 
@@ -298,22 +310,59 @@ start_answered_load() {
   eventually 60 "the load to be answered" answering || { stop_clients; return 1; }
 }
 
-# PostgreSQL mode: a node with a pingpong replica (and not the database) is
-# lost while pings go on: the other replicas answer, numbers distinct, the
+# answered_while GAP TIMEOUT WHAT COMMAND...: while the load clients run,
+# polls until COMMAND succeeds, then until one more ping is answered; fails
+# if GAP seconds pass with no ping answered, or TIMEOUT with COMMAND still
+# failing. LONGEST_GAP keeps the longest time it saw without an answer.
+LONGEST_GAP=0
+answered_while() {
+  local gap=$1 timeout=$2 what=$3
+  shift 3
+  local deadline=$((SECONDS + timeout)) seen last now met=no
+  seen=$(answers_of_clients) last=$SECONDS
+  while :; do
+    now=$(answers_of_clients)
+    if ((now > seen)); then
+      seen=$now last=$SECONDS
+      [[ $met == yes ]] && return 0
+    fi
+    ((SECONDS - last > LONGEST_GAP)) && LONGEST_GAP=$((SECONDS - last))
+    if ((SECONDS - last > gap)); then
+      fail "no ping answered for $((SECONDS - last)) s (at most $gap s allowed) while waiting for $what"
+      return 1
+    fi
+    if [[ $met == no ]] && "$@" >/dev/null 2>&1; then met=yes; fi
+    if [[ $met == no ]] && ((SECONDS >= deadline)); then
+      fail "timed out after $timeout s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# PostgreSQL mode: a node with a pingpong replica (not the database's, nor
+# Traefik's or CoreDNS's) is lost while pings go on, long enough for
+# Kubernetes to declare it lost and to replace the replica elsewhere: never
+# 10 s without an answer from the other replicas, numbers distinct, the
 # count continues; then the node comes back.
 node_lost() {
-  local before during
+  local before
+  backend_prepare_node_loss || return 1
   start_answered_load || return 1
   backend_lose_node || { stop_clients; return 1; }
+  LONGEST_GAP=0
+  answered_while 10 120 "the node to be declared lost (NotReady)" backend_node_gone || { stop_clients; return 1; }
+  answered_while 10 $(($(backend_eviction_seconds) + 90)) "its pingpong replica to be replaced on the nodes left" \
+    backend_replaced_elsewhere || { stop_clients; return 1; }
   before=$(answers_of_clients)
-  # shellcheck disable=SC2317 # called through eventually
+  # shellcheck disable=SC2317 # called through answered_while
   still_answered() { (($(answers_of_clients) > before + 200)); }
-  eventually 120 "200 more answers from the replicas left" still_answered || { stop_clients; return 1; }
-  during=$(($(answers_of_clients) - before))
-  say "$during pings answered by the other replicas while the node was down"
+  answered_while 10 120 "200 more answers from the replicas left" still_answered || { stop_clients; return 1; }
+  say "while the node was away, never more than $LONGEST_GAP s without an answer"
   backend_restore_node || { stop_clients; return 1; }
   eventually 180 "all replicas ready again" all_replicas_ready || { stop_clients; return 1; }
   stop_clients
+  eventually 120 "pingpong to be ready, and to stay so" settled pingpong_ready || return 1
   check_clients
 }
 
@@ -342,6 +391,55 @@ database_restarted() {
   check_clients
 }
 
+# CloudNativePG mode: the primary's pod deleted with a 1 s grace, under load:
+# pings refused while no primary takes writes, answered again within the
+# failover bound (backend_failover_bound), nothing repeated; then the
+# operator makes the pod again, as a standby.
+primary_deleted() {
+  local old bound
+  bound=$(backend_failover_bound pod) || return 1
+  start_answered_load || return 1
+  old=$(backend_primary)
+  [[ -n $old ]] || { stop_clients; fail "the Cluster names no current primary"; return 1; }
+  backend_delete_primary "$old" || { stop_clients; return 1; }
+  LONGEST_GAP=0
+  answered_while "$bound" 300 "a new primary in place of $old" backend_new_primary "$old" || { stop_clients; return 1; }
+  say "the new primary is $(backend_primary); at most $LONGEST_GAP s without an answer (allowed: $bound s)"
+  eventually 300 "the Cluster healthy again, $old back as a standby" backend_database_healthy || { stop_clients; return 1; }
+  stop_clients
+  eventually 120 "pingpong to be ready, and to stay so" settled pingpong_ready || return 1
+  check_clients
+}
+
+# CloudNativePG mode: the primary's node stopped, under load: answered
+# again within the failover bound, which adds the time Kubernetes takes to
+# declare the node lost; then, as in node_lost, the other replicas answer
+# while the node's pingpong is replaced; the node comes back and its
+# instance rejoins as a standby.
+primary_node_lost() {
+  local old bound
+  backend_prepare_node_loss || return 1
+  bound=$(backend_failover_bound node) || return 1
+  start_answered_load || return 1
+  old=$(backend_primary)
+  [[ -n $old ]] || { stop_clients; fail "the Cluster names no current primary"; return 1; }
+  backend_lose_node || { stop_clients; return 1; }
+  LONGEST_GAP=0
+  answered_while "$bound" 400 "a new primary in place of $old" backend_new_primary "$old" || { stop_clients; return 1; }
+  say "the new primary is $(backend_primary); at most $LONGEST_GAP s without an answer (allowed: $bound s)"
+  LONGEST_GAP=0
+  answered_while 10 120 "the node to be declared lost (NotReady)" backend_node_gone || { stop_clients; return 1; }
+  answered_while 10 $(($(backend_eviction_seconds) + 90)) "its pingpong replica to be replaced on the nodes left" \
+    backend_replaced_elsewhere || { stop_clients; return 1; }
+  say "after the failover, never more than $LONGEST_GAP s without an answer"
+  backend_restore_node || { stop_clients; return 1; }
+  eventually 300 "the Cluster healthy again, $old back as a standby" backend_database_healthy || { stop_clients; return 1; }
+  eventually 180 "all replicas ready again" all_replicas_ready || { stop_clients; return 1; }
+  stop_clients
+  eventually 120 "pingpong to be ready, and to stay so" settled pingpong_ready || return 1
+  check_clients
+}
+
 printf 'test-persistent.sh: %s, the %s mode, through %s\n' "$RUNTIME" "$MODE" "$BASE_URL"
 step "deploy" deploy
 if ((failed == 0)); then
@@ -352,8 +450,12 @@ if ((failed == 0)); then
   step "$(backend_replicas) pingpong pods under load lose nothing" replicas_under_load
   step "kill storm: $STORM pod kills under load repeat and lose nothing" kill_storm
   if [[ $MODE == postgres ]]; then
-    step "a node with a pingpong replica lost under load: the others answer, nothing repeated" node_lost
+    step "a node with a pingpong replica lost under load: the others answer throughout, nothing repeated" node_lost
     step "the database pod deleted under load: refused meanwhile, answered after, nothing repeated" database_restarted
+  fi
+  if [[ $MODE == ha ]]; then
+    step "the primary's pod deleted under load: answered again after the failover, nothing repeated" primary_deleted
+    step "the primary's node stopped under load: answered again after the failover, nothing repeated" primary_node_lost
   fi
   step "containers run as non-root with read-only root filesystems" security
   step "every process's /metrics answers in its pod; pingpong_pings is its count" metrics

@@ -9,6 +9,8 @@ command after another, as written:
 - the course's by folder: kubectl apply -f storage/, then -f manifests/
 - kubectl apply -k .          (the file mode)
 - kubectl apply -k postgres/  (the PostgreSQL mode)
+- kubectl apply -k postgres-ha/  (the count on CloudNativePG; the operator and
+  its CRDs are installed before, from their release manifest)
 kubectl reads a folder's .yaml/.yml/.json files in name order (Go's
 filepath.Walk) and applies each object as it comes, so:
 - every document in storage/ and manifests/ must be a Kubernetes object (a
@@ -18,7 +20,10 @@ filepath.Walk) and applies each object as it comes, so:
 - each kustomization must list exactly the object files of its mode, so both
   ways deploy the same objects;
 - the objects both modes share (the namespace, the Services, the Ingress)
-  must be the same in both.
+  must be the same in both; postgres-ha/ holds the same objects as
+  postgres/ (log-output, the PodDisruptionBudget and the log-output
+  NetworkPolicy too), but for the Deployment and NetworkPolicy of pingpong,
+  which point at the other database.
 `kubectl kustomize` orders namespaces first itself; the -k sequences are
 checked on its output.
 Usage: python .ci/check-objects.py      (needs PyYAML and kubectl) ; exits 1 on any problem.
@@ -94,10 +99,12 @@ check_sequence("the seed document's order", apply_f("storage/persistentvolume.ya
 check_sequence("the course's folders", apply_f("storage/", "manifests/"))
 check_sequence("the file mode", apply_k("."))
 check_sequence("the PostgreSQL mode", apply_k("postgres/"))
+check_sequence("the CloudNativePG mode", apply_k("postgres-ha/"))
 
 # Each kustomization lists exactly its mode's object files.
 for folder, object_files in ((".", files_of("storage/") + files_of("manifests/")),
-                             ("postgres", [p for p in files_of("postgres/") if p.name != "kustomization.yaml"])):
+                             ("postgres", [p for p in files_of("postgres/") if p.name != "kustomization.yaml"]),
+                             ("postgres-ha", [p for p in files_of("postgres-ha/") if p.name != "kustomization.yaml"])):
     kustomization = yaml.safe_load((ROOT / folder / "kustomization.yaml").read_text())
     listed = {(ROOT / folder / r).resolve() for r in kustomization.get("resources", [])}
     wanted = {p.resolve() for p in object_files}
@@ -120,6 +127,26 @@ for key in shared:
 if len(shared) != len(db_mode):
     problems.append(f"postgres/'s shared objects {sorted(set(db_mode) - set(file_mode))} are not in the file mode")
 print(f"  shared by both modes, identical: {', '.join(f'{k} {n}' for k, _, n in shared)}")
+
+# postgres-ha/ is postgres/ with another database: every object of one is in
+# the other and the same, but for these, and each mode's database.
+OTHER_DATABASE = {("Deployment", "pingpong", "pingpong"), ("NetworkPolicy", "pingpong", "pingpong")}
+pg_files = [p.relative_to(ROOT) for p in files_of("postgres/") if p.name != "kustomization.yaml"]
+ha_files = [p.relative_to(ROOT) for p in files_of("postgres-ha/") if p.name != "kustomization.yaml"]
+pg_mode, ha_mode = by_id(pg_files), by_id(ha_files)
+pg_database = {("StatefulSet", "pingpong", "postgres"), ("Service", "pingpong", "postgres"),
+               ("NetworkPolicy", "pingpong", "postgres"), ("ConfigMap", "pingpong", "postgres-init"),
+               ("StorageClass", None, "local-path-retain")}
+ha_database = {("Cluster", "pingpong", "pingpong-db"), ("NetworkPolicy", "pingpong", "pingpong-db")}
+for key in sorted(set(pg_mode) - pg_database - set(ha_mode)):
+    problems.append(f"{key[0]} {key[2]} of postgres/ is missing from postgres-ha/")
+for key in sorted(set(ha_mode) - ha_database - set(pg_mode)):
+    problems.append(f"{key[0]} {key[2]} of postgres-ha/ is not in postgres/ (an object of that mode alone is listed in ha_database here)")
+same = sorted((set(pg_mode) & set(ha_mode)) - OTHER_DATABASE)
+for key in same:
+    if pg_mode[key] != ha_mode[key]:
+        problems.append(f"{key[0]} {key[2]} differs between postgres/ and postgres-ha/")
+print(f"  shared by postgres/ and postgres-ha/, identical: {', '.join(f'{k} {n}' for k, _, n in same)}")
 
 for problem in problems:
     print(f"check-objects: {problem}", file=sys.stderr)

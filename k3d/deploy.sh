@@ -2,22 +2,31 @@
 # Deploys to the current kubectl context and waits until everything is rolled
 # out. Safe to run again: it also recovers what a deletion leaves behind (a
 # namespace still terminating, a Released volume whose claim was deleted).
-# Usage: k3d/deploy.sh [--postgres] [--restart]
+# Usage: k3d/deploy.sh [--postgres | --ha] [--restart]
 #   (default)   the file mode, the course's way: kubectl apply -f storage/,
 #               then -f manifests/
 #   --postgres  the PostgreSQL mode: the Secret postgres-password (a random
 #               password, made once), then kubectl apply -k postgres/
+#   --ha        the count on CloudNativePG: the operator from its release
+#               manifest, then kubectl apply -k postgres-ha/ once its
+#               webhook answers; waits for the Cluster to be Ready
 #   --restart   roll the Deployments onto images re-imported under the same tag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NS=pingpong PV=shared-pv CLAIM=shared-claim SECRET=postgres-password
+# CloudNativePG, pinned: the release manifest of the tag (the operator, its
+# CRDs and webhooks); postgres-ha/schemas/ holds that version's Cluster CRD.
+CNPG_VERSION=1.30.0
+CNPG_MANIFEST=https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/v$CNPG_VERSION/releases/cnpg-$CNPG_VERSION.yaml
+CNPG_NS=cnpg-system CNPG_OPERATOR=deployment/cnpg-controller-manager DB=pingpong-db
 mode=file restart=no
 for arg in "$@"; do
   case $arg in
     --postgres) mode=postgres ;;
+    --ha) mode=ha ;;
     --restart) restart=yes ;;
-    *) sed -n '5,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    *) sed -n '5,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 step() { printf '\n==> %s\n' "$*"; }
@@ -55,6 +64,60 @@ if [ $mode = file ]; then
   done
   [ $bound = yes ] || die "the claim $CLAIM is not Bound after 90 s; see: kubectl -n $NS describe pvc $CLAIM; kubectl get pv $PV"
   rollouts="deployment/pingpong deployment/log-output"
+elif [ $mode = ha ]; then
+  step "kubectl apply --server-side -f $CNPG_MANIFEST (the CloudNativePG operator $CNPG_VERSION)"
+  kubectl apply --server-side -f "$CNPG_MANIFEST" ||
+    die "installing the CloudNativePG operator failed (kubectl's error is above); is raw.githubusercontent.com reachable?"
+  step "waiting for the operator ($CNPG_OPERATOR in $CNPG_NS) and its Cluster CRD"
+  kubectl wait --for=condition=Established crd/clusters.postgresql.cnpg.io --timeout=60s ||
+    die "the Cluster CRD is not established; see: kubectl describe crd clusters.postgresql.cnpg.io"
+  kubectl -n "$CNPG_NS" rollout status "$CNPG_OPERATOR" --timeout=240s ||
+    die "the operator did not become available; see: kubectl -n $CNPG_NS get pods; kubectl -n $CNPG_NS logs $CNPG_OPERATOR"
+
+  # Required anti-affinity: each instance on a node of its own, so three
+  # nodes must take pods (not cordoned, no NoSchedule/NoExecute taint), or
+  # the third instance stays Pending and the Cluster is never Ready.
+  step "checking for 3 nodes that take pods (the Cluster puts one instance on each)"
+  schedulable=0 deadline=$((SECONDS + 120))
+  while :; do
+    schedulable=$(kubectl get nodes -o go-template='{{range .items}}{{if not .spec.unschedulable}}{{.metadata.name}} {{range .spec.taints}}{{.effect}} {{end}}{{"\n"}}{{end}}{{end}}' |
+      grep -cvw -e NoSchedule -e NoExecute || true)
+    [ "$schedulable" -ge 3 ] && break
+    [ $SECONDS -lt $deadline ] ||
+      die "only $schedulable node(s) take pods, and the Cluster needs 3 (postgres-ha/cluster.yaml: podAntiAffinityType required); see: kubectl get nodes; kubectl describe nodes | grep -i taint"
+    sleep 2
+  done
+  echo "    $schedulable nodes take pods"
+
+  step "kubectl apply -f postgres-ha/namespace.yaml"
+  kubectl apply -f postgres-ha/namespace.yaml
+  # The operator's pod can be Available before the API server reaches its
+  # webhook (the Service's endpoints, the CA it injects into the webhook
+  # configurations): a Cluster sent then fails with "failed calling
+  # webhook". A server-side dry run goes through the same webhooks and
+  # stores nothing.
+  step "waiting for the operator's webhook to answer (kubectl apply --dry-run=server of the Cluster, at most 120 s)"
+  deadline=$((SECONDS + 120)) tries=0
+  until answer=$(kubectl apply --dry-run=server -f postgres-ha/cluster.yaml 2>&1); do
+    case $answer in
+      *"failed calling webhook"* | *"no matches for kind"* | *"ensure CRDs are installed first"*) ;;
+      *) die "the Cluster was refused: $answer" ;;
+    esac
+    [ $SECONDS -lt $deadline ] || die "the operator's webhook did not answer within 120 s; the last answer: $answer
+  see: kubectl -n $CNPG_NS get pods,endpointslices; kubectl -n $CNPG_NS logs $CNPG_OPERATOR"
+    tries=$((tries + 1))
+    [ $tries -gt 1 ] || echo "    not yet ($(printf '%s\n' "$answer" | grep -o -m 1 -e 'failed calling webhook' -e 'no matches for kind' -e 'ensure CRDs are installed first' | head -n 1)); asking every 2 s"
+    sleep 2
+  done
+  echo "    $answer"
+
+  step "kubectl apply -k postgres-ha/ (the Cluster $DB, pingpong x3, log-output, Services, Ingress, network policies)"
+  kubectl apply -k postgres-ha/
+  # The first time: the image on three nodes, initdb, two standbys cloned.
+  step "waiting for the Cluster $DB to be Ready (three instances; at most 600 s)"
+  kubectl -n "$NS" wait "cluster/$DB" --for=condition=Ready --timeout=600s ||
+    die "the Cluster $DB is not Ready; see: kubectl -n $NS get cluster $DB; kubectl -n $NS get pods -l cnpg.io/cluster=$DB; kubectl -n $NS describe cluster $DB (with the plugin: kubectl cnpg status $DB -n $NS)"
+  rollouts="deployment/pingpong deployment/log-output"
 else
   step "kubectl apply -f postgres/namespace.yaml"
   kubectl apply -f postgres/namespace.yaml
@@ -64,6 +127,21 @@ else
     step "kubectl create secret generic $SECRET (a random password, kept only in the cluster)"
     password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
     kubectl -n "$NS" create secret generic "$SECRET" --from-literal=password="$password" >/dev/null
+  fi
+  # A StatefulSet made before its claims kept their volume (the class
+  # local-path-retain) cannot take the new claim template: volumeClaimTemplates
+  # are immutable. Keep its volume (Retain), delete the StatefulSet alone
+  # (--cascade=orphan: the pod and the claim stay), and the apply below makes
+  # it again, adopting the same claim data-postgres-0 by name.
+  old_class=$(kubectl -n "$NS" get statefulset postgres \
+    -o jsonpath='{.spec.volumeClaimTemplates[0].spec.storageClassName}' 2>/dev/null || true)
+  if [ -n "$old_class" ] && [ "$old_class" != local-path-retain ]; then
+    step "the StatefulSet postgres predates local-path-retain ($old_class): keeping its volume, making it again"
+    volume=$(kubectl -n "$NS" get pvc data-postgres-0 -o jsonpath='{.spec.volumeName}' 2>/dev/null || true)
+    if [ -n "$volume" ]; then
+      kubectl patch pv "$volume" -p '{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}' >/dev/null
+    fi
+    kubectl -n "$NS" delete statefulset postgres --cascade=orphan
   fi
   step "kubectl apply -k postgres/ (PostgreSQL, pingpong x3, log-output, Services, Ingress, network policies)"
   kubectl apply -k postgres/

@@ -4,9 +4,11 @@
 # makes /tmp/kube on agent-0 for the apps' user, builds and imports the
 # images (and checks every node has them), deploys (k3d/deploy.sh), waits
 # until Traefik routes, prints the URLs.
-# Usage: k3d/up.sh [--postgres] [--host-build]
+# Usage: k3d/up.sh [--postgres | --ha] [--host-build]
 #   --postgres    the PostgreSQL mode (postgres/): the count in PostgreSQL,
 #                 pingpong x3 over the nodes, log-output over HTTP
+#   --ha          the same on a replicated PostgreSQL (postgres-ha/): the
+#                 CloudNativePG operator, a Cluster of 3 instances, one per node
 #   --host-build  build the binaries with cargo on this Linux machine instead
 #                 of in Docker (k3d/build-images.sh --host)
 # Needs k3d 5.5 or newer (k3d/cluster.yaml is k3d.io/v1alpha5), Docker and
@@ -25,8 +27,9 @@ build_flag="" deploy_flag=""
 for arg in "$@"; do
   case $arg in
     --postgres) deploy_flag=--postgres ;;
+    --ha) deploy_flag=--ha ;;
     --host-build) build_flag=--host ;;
-    *) sed -n '7,11s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    *) sed -n '7,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 
@@ -132,6 +135,7 @@ cat <<'MSG'
     curl localhost:8081/                # latest log entry
     curl 'localhost:8081/log?tail=5'    # last five entries
     kubectl -n pingpong get pods,pvc    # what runs
+    kubectl -n pingpong get cluster     # with --ha: the database, its primary and its instances
     ./test-persistent.sh                # the persistence suite (kills pods; --postgres for that mode)
     k3d/down.sh                         # delete the cluster
 MSG
