@@ -32,4 +32,4 @@ pub use error::CounterError;
 /// `/usr/src/app/files` (the images' working directory is `/usr/src/app`).
 pub const DEFAULT_PATH: &str = "files/pingpong_counter.txt";
 pub use file::CounterFile;
-pub use writer::CounterWriter;
+pub use writer::{Counted, CounterWriter};

@@ -37,6 +37,17 @@ pub struct CounterWriter {
     disk: Box<dyn Disk>,
 }
 
+/// What an increment did: the caller owns the numbers `first..first + n`;
+/// the file held `found` before (below `first` only when it held less than
+/// the floor asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// The first number of the increment.
+    pub first: u64,
+    /// The count the file held.
+    pub found: u64,
+}
+
 impl CounterWriter {
     /// Creates the directory if needed and opens the lock file and directory.
     ///
@@ -69,7 +80,19 @@ impl CounterWriter {
     /// The file is corrupt or not a file (left untouched), or a write, flush
     /// or rename failed.
     pub fn increment_by(&mut self, n: u64) -> Result<u64, CounterError> {
-        self.locked(false, |writer| writer.increment_locked(n))
+        self.increment_at_least(n, 0).map(|counted| counted.first)
+    }
+
+    /// As [`CounterWriter::increment_by`], counting on from `floor` if the
+    /// file holds less: the numbers `floor..` were handed out already (a
+    /// process knows the highest it answered), so a count that went below
+    /// them (a hand edit, a restored copy) must not hand them out again.
+    /// Says what the file held, so that the caller can tell.
+    ///
+    /// # Errors
+    /// As [`CounterWriter::increment_by`].
+    pub fn increment_at_least(&mut self, n: u64, floor: u64) -> Result<Counted, CounterError> {
+        self.locked(false, |writer| writer.increment_locked(n, floor))
     }
 
     /// The time the last successful increment spent waiting for the disk
@@ -130,14 +153,15 @@ impl CounterWriter {
         Ok((count, record::is_canonical(&bytes[..len], count)))
     }
 
-    fn increment_locked(&mut self, n: u64) -> Result<u64, CounterError> {
+    fn increment_locked(&mut self, n: u64, floor: u64) -> Result<Counted, CounterError> {
         let (old, canonical) = self.load()?;
-        let new = old.checked_add(n).ok_or_else(|| CounterError::Corrupt {
+        let first = old.max(floor);
+        let new = first.checked_add(n).ok_or_else(|| CounterError::Corrupt {
             path: self.file.path.clone(),
-            reason: format!("adding {n} to {old} would pass the largest count"),
+            reason: format!("adding {n} to {first} would pass the largest count"),
         })?;
         self.last_flush = if canonical { self.overwrite(old, new)? } else { self.replace(old, new)? };
-        Ok(old)
+        Ok(Counted { first, found: old })
     }
 
     /// Step 3, in place: one `pwrite` of the whole record, one `fdatasync`

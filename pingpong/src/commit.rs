@@ -39,7 +39,7 @@
 //! (`service_kit::serve::MAX_CONNECTIONS`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use service_kit::{OpenConnections, Service};
@@ -47,7 +47,7 @@ use tokio::sync::oneshot;
 
 use self::queue::{Batch, Kind, Queue, Reply};
 use crate::metrics::PingMetrics;
-use crate::store::{Direct, Store, StoreError};
+use crate::store::{Committed, Direct, Store, StoreError};
 
 mod queue;
 
@@ -101,6 +101,38 @@ struct Shared {
     queue: Arc<Queue>,
     /// Pings between `count_ping`'s start and its answer.
     in_flight: AtomicUsize,
+    answered: Arc<Answered>,
+}
+
+/// The count after the highest number this process has answered: every
+/// increment counts on from at least here, so a store whose count went back
+/// below it (a hand edit while pingpong runs, a restore, a failover to a
+/// server that lost commits, a split brain) never makes this process answer
+/// a number twice, and says so, once, when it happens. A process started
+/// afterwards knows nothing of it: a deliberate reset is made with every
+/// pingpong stopped (docs/contract.md).
+#[derive(Debug, Default)]
+struct Answered(AtomicU64);
+
+impl Answered {
+    /// The floor for the next increment.
+    fn floor(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// `n` pings of `commit` are about to be answered.
+    fn committed(&self, commit: &Committed, n: u64, metrics: &PingMetrics) {
+        if commit.found < commit.first {
+            tracing::error!(
+                store_held = commit.found,
+                answered_up_to = commit.first - 1,
+                "the count went back below numbers this process already answered; counting on from {}, so none is answered twice",
+                commit.first
+            );
+            metrics.went_back();
+        }
+        self.0.fetch_max(commit.first + n, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Shared {
@@ -166,16 +198,18 @@ impl Committer {
         let queue = Arc::new(Queue::default());
         let (served, closed) = (Arc::clone(&queue), Arc::clone(&queue));
         let worker_metrics = Arc::clone(&metrics);
+        let answered = Arc::new(Answered::default());
+        let worker_answered = Arc::clone(&answered);
         service.spawn_thread(
             "counter-commit",
             move || {
                 let _serving = Serving(&served);
                 tracing::info!(store = store.describe(), "commit worker started");
-                runtime.block_on(commit_loop(store, &served, &regroup, &worker_metrics));
+                runtime.block_on(commit_loop(store, &served, &worker_answered, &regroup, &worker_metrics));
             },
             move || closed.close(),
         )?;
-        Ok(Self { shared: Arc::new(Shared { queue, in_flight: AtomicUsize::new(0) }), direct, metrics })
+        Ok(Self { shared: Arc::new(Shared { queue, in_flight: AtomicUsize::new(0), answered }), direct, metrics })
     }
 
     /// Counts one ping and returns its number once the store durably holds it.
@@ -197,14 +231,15 @@ impl Committer {
             && self.shared.in_flight.load(Ordering::Acquire) == 1
             && self.shared.queue.last_batch() == 1
             && self.shared.queue.idle()
-            && let Some(result) = direct.store.try_increment_by(1)
+            && let Some(result) = direct.store.try_increment_by(1, self.shared.answered.floor())
         {
             self.metrics.store(result.is_ok());
             self.shared.queue.committed(1);
-            let (first, flush) = result?;
+            let commit = result?;
+            self.shared.answered.committed(&commit, 1, &self.metrics);
             self.metrics.direct();
-            self.metrics.committed(1, flush, first + 1);
-            return Ok(first);
+            self.metrics.committed(1, commit.flush, commit.first + 1);
+            return Ok(commit.first);
         }
         self.ask(Kind::Ping).await
     }
@@ -234,7 +269,13 @@ impl Committer {
     }
 }
 
-async fn commit_loop<S: Store>(mut store: S, queue: &Queue, regroup: &Regroup, metrics: &PingMetrics) {
+async fn commit_loop<S: Store>(
+    mut store: S,
+    queue: &Queue,
+    answered: &Answered,
+    regroup: &Regroup,
+    metrics: &PingMetrics,
+) {
     // `pingpong_store_available` from the start, and again whenever the
     // store's own upkeep changed something (a connection made or lost).
     metrics.store(store.check().await.is_ok());
@@ -250,7 +291,7 @@ async fn commit_loop<S: Store>(mut store: S, queue: &Queue, regroup: &Regroup, m
         let Some(batch) = batch else { break };
         // Under load, nothing of the wait is done, not even counting the group.
         let few = cfg!(feature = "regroup") && regroup.open.get() <= ALONE;
-        let group = commit(&mut store, queue, batch, few, metrics).await;
+        let group = commit(&mut store, queue, answered, batch, few, metrics).await;
         // A lone ping's client is not waited for: its next ping commits
         // itself (where the store allows it), with no hand-off at all.
         if group > 1 {
@@ -267,6 +308,7 @@ async fn commit_loop<S: Store>(mut store: S, queue: &Queue, regroup: &Regroup, m
 async fn commit<S: Store>(
     store: &mut S,
     queue: &Queue,
+    answered: &Answered,
     Batch { mut pings, reads, checks }: Batch,
     count_group: bool,
     metrics: &PingMetrics,
@@ -282,16 +324,17 @@ async fn commit<S: Store>(
     let count = if pings.is_empty() {
         if reads.is_empty() { None } else { Some(store.read().await) }
     } else {
-        let result = store.increment_by(n).await;
+        let result = store.increment_by(n, answered.floor()).await;
         match &result {
-            Ok(first) => {
-                metrics.committed(n, store.last_commit(), first + n);
+            Ok(commit) => {
+                answered.committed(commit, n, metrics);
+                metrics.committed(n, commit.flush, commit.first + n);
                 // Counted before the answers, some of which may be back
                 // in the queue before they all are sent.
                 if count_group {
                     group = queue.waiting() + pings.len();
                 }
-                for (number, reply) in (*first..).zip(pings) {
+                for (number, reply) in (commit.first..).zip(pings) {
                     // The client may have gone since; its number is then
                     // counted but unanswered, as with any lost response.
                     let _ = reply.send(Ok(number));
@@ -300,7 +343,7 @@ async fn commit<S: Store>(
             Err(e) => answer_all(pings, &Err(e.clone())),
         }
         // The reads that waited meanwhile see the count after this batch.
-        Some(result.map(|first| first + n))
+        Some(result.map(|commit| commit.first + n))
     };
     // A batch of pings always has a count (the increment's); one of reads
     // alone, the read's.

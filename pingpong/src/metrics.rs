@@ -48,16 +48,28 @@ const CORRUPT_FILE: &str = "corrupt_file";
 const IO_ERROR: &str = "io_error";
 /// The database could not be reached (refused, timed out, wrong password).
 const DATABASE_UNREACHABLE: &str = "database_unreachable";
+/// The database takes no writes (a standby, read-only); nothing was counted.
+const DATABASE_READ_ONLY: &str = "database_read_only";
 /// The database refused the statement; nothing was counted.
 const DATABASE_ERROR: &str = "database_error";
+/// An earlier commit still waits on the database (for a standby, say).
+const DATABASE_WAITING: &str = "database_waiting";
 /// The commit was sent but its answer lost; its numbers are skipped.
 const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 /// The commit worker was not running: stopped at shutdown, or dead.
 const WORKER_STOPPED: &str = "worker_stopped";
 
 /// Every reason, so that each series exists from the start at 0.
-const REASONS: [&str; 6] =
-    [CORRUPT_FILE, IO_ERROR, DATABASE_UNREACHABLE, DATABASE_ERROR, OUTCOME_UNKNOWN, WORKER_STOPPED];
+const REASONS: [&str; 8] = [
+    CORRUPT_FILE,
+    IO_ERROR,
+    DATABASE_UNREACHABLE,
+    DATABASE_READ_ONLY,
+    DATABASE_ERROR,
+    DATABASE_WAITING,
+    OUTCOME_UNKNOWN,
+    WORKER_STOPPED,
+];
 
 /// The metrics, registered once at start-up and shared by the handlers and
 /// the commit worker.
@@ -72,6 +84,7 @@ pub struct PingMetrics {
     flush: Histogram,
     count: Gauge<u64, AtomicU64>,
     store_available: Gauge,
+    went_back: Counter,
 }
 
 impl PingMetrics {
@@ -90,6 +103,7 @@ impl PingMetrics {
             flush: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             count: Gauge::default(),
             store_available: Gauge::default(),
+            went_back: Counter::default(),
         };
         for reason in REASONS {
             let _ = metrics.refused.get_or_create(&Refusal { reason });
@@ -133,7 +147,17 @@ impl PingMetrics {
             "1 while the last call to the store (a commit, a read, a readiness check) succeeded, else 0: what readiness follows",
             metrics.store_available.clone(),
         );
+        registry.register(
+            "count_went_back",
+            "Times the store held a count below numbers this process had answered (a hand edit, a restore, a failover that lost commits): the increment then counted on from above them",
+            metrics.went_back.clone(),
+        );
         metrics
+    }
+
+    /// The store's count was found below numbers already answered.
+    pub(crate) fn went_back(&self) {
+        self.went_back.inc();
     }
 
     /// The last call to the store succeeded, or not.
@@ -200,7 +224,9 @@ fn reason(error: &CommitError) -> &'static str {
         }
         CommitError::Store(StoreError::File(CounterError::Io(_))) => IO_ERROR,
         CommitError::Store(StoreError::Database(DatabaseError::Unreachable(_))) => DATABASE_UNREACHABLE,
+        CommitError::Store(StoreError::Database(DatabaseError::ReadOnly(_))) => DATABASE_READ_ONLY,
         CommitError::Store(StoreError::Database(DatabaseError::Failed(_))) => DATABASE_ERROR,
+        CommitError::Store(StoreError::Database(DatabaseError::Waiting(_))) => DATABASE_WAITING,
         CommitError::Store(StoreError::Database(DatabaseError::OutcomeUnknown(_))) => OUTCOME_UNKNOWN,
         CommitError::Stopped => WORKER_STOPPED,
     }

@@ -25,21 +25,18 @@ pub trait Store: Send + 'static {
     /// What and where it is, for the log.
     fn describe(&self) -> String;
 
-    /// Adds `n` to the count durably and returns the count before, so the
-    /// caller owns the numbers `before..before + n`. On `Err` no number may
-    /// be handed out (some may have been used, and are then skipped: never
-    /// handed out twice).
-    fn increment_by(&mut self, n: u64) -> impl Future<Output = Result<u64, StoreError>>;
+    /// Adds `n` to the count durably, counting on from `floor` if the store
+    /// holds less (the numbers below `floor` were answered already: they
+    /// must not be handed out again), and says which numbers the caller now
+    /// owns: `first..first + n`. On `Err` no number may be handed out (some
+    /// may have been used, and are then skipped: never handed out twice).
+    fn increment_by(&mut self, n: u64, floor: u64) -> impl Future<Output = Result<Committed, StoreError>>;
 
     /// The count, read exactly, without counting.
     fn read(&mut self) -> impl Future<Output = Result<u64, StoreError>>;
 
     /// Readiness: whether an increment could succeed now.
     fn check(&mut self) -> impl Future<Output = Result<(), StoreError>>;
-
-    /// How long the last successful increment waited to be durable: the
-    /// file's `fdatasync`, the database's commit round trip.
-    fn last_commit(&self) -> Duration;
 
     /// Upkeep while nothing is asked of it (a connection to restore, say);
     /// completes when it did some. The commit worker runs it between batches
@@ -61,10 +58,24 @@ pub trait Store: Send + 'static {
 /// A store's increment, callable from any thread, serialised with the
 /// commit worker's.
 pub trait Direct: Send + Sync + std::fmt::Debug {
-    /// Adds `n` durably, as [`Store::increment_by`], and says how long it
-    /// waited to be durable; `None`, touching nothing, if the worker (or
-    /// another request) is using the store now.
-    fn try_increment_by(&self, n: u64) -> Option<Result<(u64, Duration), StoreError>>;
+    /// As [`Store::increment_by`]; `None`, touching nothing, if the worker
+    /// (or another request) is using the store now.
+    fn try_increment_by(&self, n: u64, floor: u64) -> Option<Result<Committed, StoreError>>;
+}
+
+/// A durable increment: the numbers `first..first + n` are the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The first number of the increment.
+    pub first: u64,
+    /// The count the store held before it. Below the floor asked for only
+    /// when the count went back below numbers already answered (a hand
+    /// edit, a restore, a failover to a server that lost commits): the
+    /// increment then counted on from the floor, and this says from where.
+    pub found: u64,
+    /// How long it waited to be durable: the file's `fdatasync`, the
+    /// database's commit round trip.
+    pub flush: Duration,
 }
 
 /// Why a store could not count, read or be used. Cheap to clone: one failed

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use pingpong::store::Committed;
 use pingpong::{Store, StoreError};
 use support::{App, Volume, pong};
 use testkit::{eventually, get};
@@ -139,6 +140,24 @@ async fn unknown_paths_are_404_and_other_methods_405() {
     }
 }
 
+/// A count lowered while pingpong runs (a hand edit, a restored copy) is a
+/// fault, not a reset: the numbers already answered are never answered
+/// again; the ping counts on from above them, and it says so, once.
+#[tokio::test]
+async fn a_count_lowered_while_pingpong_runs_never_repeats_a_number() {
+    let volume = Volume::new();
+    let app = volume.serve().await;
+    for k in 0..3 {
+        assert_eq!(pong(&app.url("/pingpong")).await, format!("pong {k}"));
+    }
+    fs::write(&volume.counter, "1\n").unwrap();
+    assert_eq!(pong(&app.url("/pingpong")).await, "pong 3", "pong 1 and 2 were answered already");
+    assert_eq!(pong(&app.url("/pingpong")).await, "pong 4");
+    assert_eq!(volume.on_disk().trim(), "5");
+    let (_, metrics) = get(&app.url("/metrics")).await;
+    assert!(metrics.lines().any(|l| l == "pingpong_count_went_back_total 1"), "{metrics}");
+}
+
 /// A HEAD would be a ping whose answer no client sees (axum sends HEAD to
 /// a GET handler and drops the body): refused like any other method but
 /// GET, with `Allow: GET` and, for those with a body, the 404's list.
@@ -172,7 +191,7 @@ impl Store for Panicking {
     fn describe(&self) -> String {
         "a store that panics".into()
     }
-    async fn increment_by(&mut self, _: u64) -> Result<u64, StoreError> {
+    async fn increment_by(&mut self, _: u64, _: u64) -> Result<Committed, StoreError> {
         panic!("on purpose: the commit worker dies here")
     }
     async fn read(&mut self) -> Result<u64, StoreError> {
@@ -180,9 +199,6 @@ impl Store for Panicking {
     }
     async fn check(&mut self) -> Result<(), StoreError> {
         Ok(())
-    }
-    fn last_commit(&self) -> Duration {
-        Duration::ZERO
     }
 }
 

@@ -100,7 +100,11 @@ async fn pings_fail_once_the_worker_is_gone() {
     let queue = Arc::new(Queue::default());
     let metrics = Arc::new(PingMetrics::register(&mut prometheus_client::registry::Registry::default()));
     let committer = Committer {
-        shared: Arc::new(Shared { queue: Arc::clone(&queue), in_flight: AtomicUsize::new(0) }),
+        shared: Arc::new(Shared {
+            queue: Arc::clone(&queue),
+            in_flight: AtomicUsize::new(0),
+            answered: Arc::default(),
+        }),
         direct: None,
         metrics,
     };

@@ -6,11 +6,10 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use counter::{CounterError, CounterFile, CounterWriter};
 
-use super::{Direct, Store, StoreError};
+use super::{Committed, Direct, Store, StoreError};
 
 /// The counter file, opened for increments.
 #[derive(Debug)]
@@ -31,10 +30,15 @@ impl Shared {
 }
 
 impl Direct for Shared {
-    fn try_increment_by(&self, n: u64) -> Option<Result<(u64, Duration), StoreError>> {
+    fn try_increment_by(&self, n: u64, floor: u64) -> Option<Result<Committed, StoreError>> {
         let mut writer = self.0.try_lock().ok()?;
-        Some(writer.increment_by(n).map(|first| (first, writer.last_flush())).map_err(StoreError::from))
+        Some(increment(&mut writer, n, floor))
     }
+}
+
+fn increment(writer: &mut CounterWriter, n: u64, floor: u64) -> Result<Committed, StoreError> {
+    let counted = writer.increment_at_least(n, floor)?;
+    Ok(Committed { first: counted.first, found: counted.found, flush: writer.last_flush() })
 }
 
 impl FileStore {
@@ -59,8 +63,8 @@ impl Store for FileStore {
         format!("counter file {}", self.writer.lock().file().path().display())
     }
 
-    fn increment_by(&mut self, n: u64) -> impl Future<Output = Result<u64, StoreError>> {
-        std::future::ready(self.writer.lock().increment_by(n).map_err(StoreError::from))
+    fn increment_by(&mut self, n: u64, floor: u64) -> impl Future<Output = Result<Committed, StoreError>> {
+        std::future::ready(increment(&mut self.writer.lock(), n, floor))
     }
 
     fn read(&mut self) -> impl Future<Output = Result<u64, StoreError>> {
@@ -71,10 +75,6 @@ impl Store for FileStore {
         let mut writer = self.writer.lock();
         let checked = writer.read().and_then(|_| writer.file().probe_writable());
         std::future::ready(checked.map_err(StoreError::from))
-    }
-
-    fn last_commit(&self) -> Duration {
-        self.writer.lock().last_flush()
     }
 
     fn direct(&self) -> Option<Arc<dyn Direct>> {

@@ -9,52 +9,74 @@
 //! here, so no number is handed out twice across replicas. The answer is
 //! durable when it arrives: the client returns only once the server has sent
 //! `ReadyForQuery`, which follows the implicit transaction's commit, which
-//! with `synchronous_commit = on` follows the WAL flush.
+//! with `synchronous_commit = on` follows the WAL flush, and, with
+//! synchronous replication, a standby's confirmation.
+//!
+//! A commit is answered only if PostgreSQL reported it as done. A commit
+//! that came back with a WARNING (above all "canceling wait for synchronous
+//! replication … might not have been replicated", when someone cancels the
+//! wait for the standby) committed on this server only: its outcome after a
+//! failover is unknown, so its pings are refused and its numbers skipped.
+//! pingpong never cancels a commit itself.
 //!
 //! The database may be away. pingpong starts anyway; the connection is made
-//! and remade in the background ([`Store::maintain`]) with backoff, a line
-//! logged when the state changes, not per try. While there is none, pings,
-//! reads and readiness fail at once with `database unreachable: <reason>`
-//! (the server's own reason for a wrong password or a missing database). A
-//! statement that gets no answer within [`DEADLINE`] is given up, as is its
-//! connection. A commit whose answer never came (the connection dropped,
-//! the deadline passed, the session was ended) may have been applied: its
-//! pings are refused, and its numbers, if they were used, are skipped,
-//! since the next commit starts from whatever the row holds.
+//! and remade in the background ([`Store::maintain`]) with backoff, each
+//! host of the URL within a deadline of its own (`session.rs`), a line
+//! logged when the state changes (naming the host actually connected), not
+//! per try. While there is none, pings, reads and readiness fail at once
+//! with the reason: `database unreachable`, or `database refuses writes`
+//! (a standby, a read-only server).
+//!
+//! No statement outlives pingpong's deadline on the server: the session's
+//! `lock_timeout` and `statement_timeout` end a statement that waits or runs
+//! too long before pingpong gives up on it ([`DEADLINE`]), and a read given
+//! up is cancelled. A commit that has no answer by the deadline (waiting for
+//! a standby that is away, or a server that hangs) is not cancelled: its
+//! pings are refused, and its session is kept, its commit awaited in the
+//! background ("in doubt"). The next session asks the server whether it
+//! still runs that backend: if so (the same server, still waiting), pings
+//! are refused with what it waits for, rather than each sending a commit
+//! that would wait behind it (one more backend per try, until the server
+//! refuses connections); if not (a failover: another server), the commit in
+//! doubt is given up and counting goes on. So pingpong holds at most two
+//! sessions per process. The numbers of a commit in doubt, if it is applied
+//! after all, are skipped: the next commit starts from whatever the row
+//! holds.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 
+use self::session::{NoSession, Session, refuses_writes};
 pub use self::settings::PgSettings;
 
 use service_kit::causes::one_line;
 
-use super::{Store, StoreError};
+use super::{Committed, Store, StoreError};
 
+mod session;
 mod settings;
 
 /// How long a statement (a commit, a read) may take before it is given up.
 pub const DEADLINE: Duration = Duration::from_secs(2);
-/// How long making a connection (TCP, authentication) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The session's `statement_timeout`: the server ends a statement that runs
+/// this long, before pingpong's deadline.
+const STATEMENT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// The session's `lock_timeout`: the server ends a statement that waits this
+/// long for the row (an operator's open transaction holds it, say).
+const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first wait before trying again after a failed connection; it doubles
 /// up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between tries: the database is back in use at most this
-/// long after it is reachable again.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS pingpong_counter (id integer PRIMARY KEY CHECK (id = 1), count bigint NOT NULL CHECK (count >= 0))";
-const INSERT_ROW: &str = "INSERT INTO pingpong_counter (id, count) VALUES (1, 0) ON CONFLICT (id) DO NOTHING";
-const UPDATE: &str = "UPDATE pingpong_counter SET count = count + $1 WHERE id = 1 RETURNING count";
-/// The row is missing (someone deleted it): a missing row means 0.
-const UPSERT: &str = "INSERT INTO pingpong_counter (id, count) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET count = pingpong_counter.count + EXCLUDED.count RETURNING count";
-const SELECT: &str = "SELECT count FROM pingpong_counter WHERE id = 1";
-/// Serialises the replicas' table creation (two concurrent `CREATE TABLE`s of
-/// one name can fail on a catalog index): an arbitrary, fixed key.
-const SCHEMA_LOCK: i64 = 0x7069_6e67_706f_6e67; // "pingpong"
+/// long (and a host's deadline) after it takes writes again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why the database could not count or read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,52 +84,64 @@ pub enum DatabaseError {
     /// No connection: refused, timed out, wrong password, missing database.
     #[error("database unreachable: {0}")]
     Unreachable(String),
+    /// The server takes no writes: a standby, a demoted primary, a
+    /// read-only setting. Nothing was counted.
+    #[error("database refuses writes: {0}")]
+    ReadOnly(String),
     /// The statement failed and nothing was counted (its transaction rolled back).
     #[error("database error: {0}")]
     Failed(String),
-    /// The commit was sent but its answer never came: it may have been
-    /// applied, so its numbers are skipped, never handed out again.
+    /// The commit was sent but not confirmed: its answer never came, or it
+    /// came with a warning that it might not have reached a standby. It may
+    /// have been applied, so its numbers are skipped, never handed out again.
     #[error(
         "database commit outcome unknown: {0}; the pings were not counted as answered, and their numbers, if used, are skipped"
     )]
     OutcomeUnknown(String),
+    /// An earlier commit still waits on the server; another would wait
+    /// behind it. Nothing was counted.
+    #[error("database commit still waiting: {0}")]
+    Waiting(String),
 }
 
-/// A live session, its statements prepared.
-struct Session {
-    client: Client,
-    /// The task that drives the connection; it ends when the connection does.
-    connection: JoinHandle<()>,
-    update: Statement,
-    upsert: Statement,
-    select: Statement,
+type Pending = Pin<Box<dyn Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send>>;
+
+/// A commit given up at its deadline, still awaited: never cancelled.
+struct InDoubt {
+    session: Session,
+    commit: Pending,
+    since: Instant,
 }
 
-impl Drop for Session {
-    /// A session given up (its statement timed out, say) closes its socket
-    /// now, not when the kernel gives up on a peer that stopped answering.
-    fn drop(&mut self) {
-        self.connection.abort();
-    }
-}
+type Attempt = JoinHandle<(Result<Session, NoSession>, Vec<usize>)>;
 
 enum State {
     Connected(Session),
-    Connecting(JoinHandle<Result<Session, String>>),
+    Connecting(Attempt),
     /// The next try, after a failed one.
     Waiting(tokio::time::Instant),
+}
+
+/// What [`Store::maintain`] waited for.
+enum Event {
+    Due,
+    Attempted(Result<(Result<Session, NoSession>, Vec<usize>), tokio::task::JoinError>),
+    Closed,
+    DoubtEnded(Result<Option<Row>, tokio_postgres::Error>),
 }
 
 /// The count in PostgreSQL.
 pub struct PgStore {
     settings: PgSettings,
     state: State,
+    in_doubt: Option<InDoubt>,
     /// Why the database is unusable, while it is (for answers and for
     /// logging changes only).
-    down: Option<String>,
+    down: Option<DatabaseError>,
     ever_connected: bool,
     backoff: Duration,
-    last_commit: Duration,
+    /// Hosts that gave no answer in time on the last try: tried last.
+    hung: Vec<usize>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -125,37 +159,44 @@ impl PgStore {
         Self {
             settings,
             state: State::Waiting(tokio::time::Instant::now()),
+            in_doubt: None,
             down: None,
             ever_connected: false,
             backoff: FIRST_BACKOFF,
-            last_commit: Duration::ZERO,
+            hung: Vec::new(),
         }
     }
 
     fn start_connecting(&mut self) {
-        let config = self.settings.config.clone();
-        let connect = async move {
-            let session = tokio::time::timeout(CONNECT_TIMEOUT + DEADLINE, open(config)).await;
-            session.unwrap_or_else(|_| Err(format!("no answer within {:?}", CONNECT_TIMEOUT + DEADLINE)))
-        };
-        self.state = State::Connecting(tokio::spawn(connect));
+        let settings = self.settings.clone();
+        // The URL's order, the hosts that hung last time at the end.
+        let mut order: Vec<usize> = (0..settings.hosts.len()).filter(|i| !self.hung.contains(i)).collect();
+        order.extend(&self.hung);
+        self.state = State::Connecting(tokio::spawn(async move { session::connect(&settings, &order).await }));
     }
 
     /// A connection attempt ended.
-    fn connected(&mut self, result: Result<Session, String>) {
+    fn attempted(&mut self, result: Result<(Result<Session, NoSession>, Vec<usize>), tokio::task::JoinError>) {
+        let (result, hung) = result
+            .unwrap_or_else(|_| (Err(NoSession::Unreachable("the connection attempt panicked".into())), Vec::new()));
+        self.hung = hung;
         match result {
             Ok(session) => {
                 if self.down.take().is_some() || self.ever_connected {
-                    tracing::info!(database = self.settings.target(), "database reachable again");
+                    tracing::info!(database = session.host, "database reachable again");
                 } else {
-                    tracing::info!(database = self.settings.target(), "connected to the database");
+                    tracing::info!(database = session.host, "connected to the database");
                 }
                 self.ever_connected = true;
                 self.backoff = FIRST_BACKOFF;
                 self.state = State::Connected(session);
             }
-            Err(reason) => {
-                self.went_down(reason, Duration::ZERO);
+            Err(no) => {
+                let error = match no {
+                    NoSession::Unreachable(reason) => DatabaseError::Unreachable(reason),
+                    NoSession::ReadOnly(reason) => DatabaseError::ReadOnly(reason),
+                };
+                self.went_down(&error);
                 self.state = State::Waiting(tokio::time::Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
@@ -163,31 +204,46 @@ impl PgStore {
     }
 
     /// The database became unusable (or its reason changed): logged then
-    /// only. A live session is given up, and a new one tried after `pause`.
-    fn went_down(&mut self, reason: String, pause: Duration) {
-        if self.down.as_deref() != Some(reason.as_str()) {
-            tracing::error!(
-                database = self.settings.target(),
-                cause = reason,
-                "database unusable; reconnecting with backoff"
-            );
+    /// only.
+    fn went_down(&mut self, error: &DatabaseError) {
+        let reason = error.to_string();
+        if self.down.as_ref().map(ToString::to_string).as_deref() != Some(reason.as_str()) {
+            tracing::error!(database = self.settings.target(), cause = reason, "database unusable");
         } else {
             tracing::debug!(cause = reason, "database still unusable");
         }
-        self.down = Some(reason);
+        self.down = Some(error.clone());
+    }
+
+    /// The session is given up; a new one is tried after `pause`.
+    fn give_up_session(&mut self, pause: Duration) {
         if matches!(self.state, State::Connected(_)) {
             self.state = State::Waiting(tokio::time::Instant::now() + pause);
+        }
+    }
+
+    /// The database answered as it should again.
+    fn usable(&mut self) {
+        if let Some(was) = self.down.take() {
+            tracing::info!(database = self.host(), was = %was, "database usable again");
+        }
+    }
+
+    fn host(&self) -> &str {
+        match &self.state {
+            State::Connected(session) => &session.host,
+            _ => self.settings.target(),
         }
     }
 
     /// The live session. A finished connection attempt is taken and a due
     /// one started here too, not only in [`Store::maintain`]: under load the
     /// commit worker may never be idle.
-    async fn session(&mut self) -> Result<&Session, StoreError> {
+    async fn session(&mut self) -> Result<&mut Session, StoreError> {
         match &mut self.state {
             State::Connecting(attempt) if attempt.is_finished() => {
-                let result = attempt.await.unwrap_or_else(|_| Err("the connection attempt panicked".into()));
-                self.connected(result);
+                let result = attempt.await;
+                self.attempted(result);
             }
             State::Waiting(at) if *at <= tokio::time::Instant::now() => self.start_connecting(),
             _ => {}
@@ -197,41 +253,210 @@ impl PgStore {
             // failing batch does not wait on anything else.
             tokio::task::yield_now().await;
         }
-        match &self.state {
+        match &mut self.state {
             State::Connected(session) => Ok(session),
-            _ => Err(unreachable(self.down.as_deref().unwrap_or("not connected yet"))),
+            _ => Err(StoreError::Database(
+                self.down.clone().unwrap_or_else(|| DatabaseError::Unreachable("not connected yet".into())),
+            )),
         }
     }
 
-    /// A statement on the session failed: how to answer, and the session is
-    /// given up unless the failure was the statement's alone.
+    /// A session for a commit: none while a commit in doubt still waits on
+    /// the server this session is on.
+    async fn session_for_commit(&mut self) -> Result<(), StoreError> {
+        self.session().await?;
+        let Some(doubt) = &mut self.in_doubt else { return Ok(()) };
+        if let Some(result) = ready_now(&mut doubt.commit) {
+            self.doubt_ended(result);
+            return Ok(());
+        }
+        let State::Connected(session) = &mut self.state else { return Ok(()) };
+        let backend = doubt.session.backend.clone();
+        match tokio::time::timeout(DEADLINE, session.backend_state(&backend)).await {
+            Ok(Ok(Some(waiting))) => {
+                let what = if waiting.ends_with("SyncRep") {
+                    format!("{waiting}: no synchronous standby has confirmed it")
+                } else {
+                    waiting
+                };
+                let error = DatabaseError::Waiting(format!(
+                    "a commit sent {:.1?} ago to {} has not ended ({what}); pings are refused until it does, rather than wait behind it",
+                    doubt.since.elapsed(),
+                    doubt.session.host
+                ));
+                self.went_down(&error);
+                Err(StoreError::Database(error))
+            }
+            Ok(Ok(None)) => {
+                tracing::warn!(
+                    database = doubt.session.host,
+                    "the commit in doubt is no longer on the server connected now (a failover, or its session ended): given up; its numbers, if used, are skipped"
+                );
+                self.in_doubt = None;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.statement_failed(&e, false)),
+            Err(_) => Err(self.timed_out(false)),
+        }
+    }
+
+    /// The commit in doubt has ended: logged; its pings were refused long
+    /// ago, so its numbers, if it was applied, are skipped.
+    fn doubt_ended(&mut self, result: Result<Option<Row>, tokio_postgres::Error>) {
+        let Some(mut doubt) = self.in_doubt.take() else { return };
+        let warnings = doubt.session.warnings();
+        match (&result, warnings) {
+            (Ok(_), None) => tracing::info!(
+                database = doubt.session.host,
+                after = ?doubt.since.elapsed(),
+                "the commit in doubt was applied; its pings had been refused, its numbers are skipped"
+            ),
+            (Ok(_), Some(warnings)) => tracing::warn!(
+                database = doubt.session.host,
+                after = ?doubt.since.elapsed(),
+                cause = warnings,
+                "the commit in doubt ended with a warning; its pings had been refused, its numbers are skipped"
+            ),
+            (Err(e), _) => tracing::info!(
+                database = doubt.session.host,
+                after = ?doubt.since.elapsed(),
+                cause = one_line(e),
+                "the commit in doubt failed; its pings had been refused"
+            ),
+        }
+        // A session on that server that works is kept, if there is none now.
+        if result.is_ok() && !matches!(self.state, State::Connected(_)) {
+            self.state = State::Connected(doubt.session);
+        }
+    }
+
+    /// One commit of `k` on the session (with `floor`: counting on from at
+    /// least there): the count after it, once the server has confirmed it.
+    async fn commit(&mut self, k: i64, floor: Option<i64>) -> Result<i64, StoreError> {
+        let State::Connected(session) = &mut self.state else {
+            return Err(StoreError::Database(DatabaseError::Unreachable("not connected".into())));
+        };
+        session.clear_notices();
+        let client = Arc::clone(&session.client);
+        let (update, upsert, raise) = (session.update.clone(), session.upsert.clone(), session.raise.clone());
+        // Owned, so that at the deadline it can be kept and awaited.
+        let mut pending: Pending = Box::pin(async move {
+            if let Some(floor) = floor {
+                return client.query_opt(&raise, &[&k, &floor]).await;
+            }
+            match client.query_opt(&update, &[&k]).await? {
+                Some(row) => Ok(Some(row)),
+                None => client.query_opt(&upsert, &[&k]).await,
+            }
+        });
+        let started = Instant::now();
+        match tokio::time::timeout(DEADLINE, &mut pending).await {
+            Ok(Ok(Some(row))) => {
+                let State::Connected(session) = &mut self.state else { unreachable!("the session is the one used") };
+                if let Some(warnings) = session.warnings() {
+                    let reason = format!("the server confirmed it with a warning: {warnings}");
+                    tracing::error!(
+                        database = session.host,
+                        cause = reason,
+                        "database commit not confirmed as durable; its pings are refused, their numbers skipped"
+                    );
+                    return Err(StoreError::Database(DatabaseError::OutcomeUnknown(reason)));
+                }
+                let count: i64 = row.try_get(0).map_err(|e| self.statement_failed(&e, true))?;
+                self.usable();
+                Ok(count)
+            }
+            Ok(Ok(None)) => Err(StoreError::Database(DatabaseError::Failed("the counter row vanished".into()))),
+            Ok(Err(e)) => Err(self.statement_failed(&e, true)),
+            Err(_) => {
+                let reason = format!("no answer within {DEADLINE:?}");
+                let error = DatabaseError::OutcomeUnknown(reason);
+                self.went_down(&error);
+                let waiting = std::mem::replace(&mut self.state, State::Waiting(tokio::time::Instant::now()));
+                if let State::Connected(session) = waiting {
+                    tracing::warn!(
+                        database = session.host,
+                        "database commit unanswered at the deadline: awaited on its session, never cancelled; a new session is tried"
+                    );
+                    // One in doubt at most: an older one is given up now
+                    // (its server was left for this one, after a failover).
+                    self.in_doubt = Some(InDoubt { session, commit: pending, since: started });
+                }
+                Err(StoreError::Database(error))
+            }
+        }
+    }
+
+    /// A statement on the session failed: how to answer. The session is
+    /// kept after the statement's own error (it rolled back: a lock or
+    /// statement timeout, a constraint), except when the server takes no
+    /// writes; a lost session is made again at once.
     fn statement_failed(&mut self, error: &tokio_postgres::Error, commit: bool) -> StoreError {
         let reason = one_line(error);
         // An ERROR ends the statement and rolls its transaction back, before
         // any commit; FATAL and PANIC end the session, perhaps after it.
         let rolled_back = error.as_db_error().is_some_and(|db| db.severity() == "ERROR");
-        // A lost session is made again at once; after a statement's own
-        // error, a little later, so that one that persists (a revoked
-        // privilege) does not turn every ping into a new connection.
-        self.went_down(reason.clone(), if rolled_back { FIRST_BACKOFF } else { Duration::ZERO });
-        if rolled_back {
-            StoreError::Database(DatabaseError::Failed(reason))
-        } else if commit {
-            StoreError::Database(DatabaseError::OutcomeUnknown(reason))
+        let failure = if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+            self.give_up_session(FIRST_BACKOFF);
+            DatabaseError::ReadOnly(reason)
+        } else if rolled_back {
+            DatabaseError::Failed(reason)
         } else {
-            unreachable(&reason)
-        }
+            self.give_up_session(Duration::ZERO);
+            if commit { DatabaseError::OutcomeUnknown(reason) } else { DatabaseError::Unreachable(reason) }
+        };
+        self.went_down(&failure);
+        StoreError::Database(failure)
     }
 
+    /// A read or check had no answer by the deadline: it is cancelled (the
+    /// server may still be working on it), and the session given up.
     fn timed_out(&mut self, commit: bool) -> StoreError {
+        if let State::Connected(session) = &self.state {
+            let token = session.client.cancel_token();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(session::HOST_DEADLINE, token.cancel_query(tokio_postgres::NoTls)).await;
+            });
+        }
         let reason = format!("no answer within {DEADLINE:?}");
-        self.went_down(reason.clone(), Duration::ZERO);
-        if commit { StoreError::Database(DatabaseError::OutcomeUnknown(reason)) } else { unreachable(&reason) }
+        let error = if commit { DatabaseError::OutcomeUnknown(reason) } else { DatabaseError::Unreachable(reason) };
+        self.went_down(&error);
+        self.give_up_session(Duration::ZERO);
+        StoreError::Database(error)
+    }
+
+    /// Runs a read-only statement on the session within the deadline.
+    async fn query(&mut self, check: bool) -> Result<Row, StoreError> {
+        let session = self.session().await?;
+        let statement = if check { session.check.clone() } else { session.select.clone() };
+        let client = Arc::clone(&session.client);
+        let query = async move {
+            match client.query_opt(&statement, &[]).await? {
+                Some(row) => Ok(row),
+                // No row: the SELECT of a missing row (0).
+                None => client.query_one("SELECT NULL::bigint", &[]).await,
+            }
+        };
+        match tokio::time::timeout(DEADLINE, query).await {
+            Ok(Ok(row)) => Ok(row),
+            Ok(Err(e)) => Err(self.statement_failed(&e, false)),
+            Err(_) => Err(self.timed_out(false)),
+        }
     }
 }
 
-fn unreachable(reason: &str) -> StoreError {
-    StoreError::Database(DatabaseError::Unreachable(reason.to_owned()))
+/// The future's output if it is ready now, without waiting.
+fn ready_now(pending: &mut Pending) -> Option<Result<Option<Row>, tokio_postgres::Error>> {
+    match pending.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+fn count_of(row: &Row) -> Result<u64, StoreError> {
+    let count: Option<i64> = row.try_get(0).map_err(|e| StoreError::Database(DatabaseError::Failed(one_line(&e))))?;
+    let count = count.unwrap_or(0);
+    u64::try_from(count).map_err(|_| StoreError::Database(DatabaseError::Failed(format!("the row holds {count}"))))
 }
 
 impl Store for PgStore {
@@ -241,108 +466,90 @@ impl Store for PgStore {
         format!("PostgreSQL {}", self.settings.target())
     }
 
-    async fn increment_by(&mut self, n: u64) -> Result<u64, StoreError> {
-        let k = i64::try_from(n).map_err(|_| StoreError::Database(DatabaseError::Failed("batch too large".into())))?;
-        let session = self.session().await?;
+    async fn increment_by(&mut self, n: u64, floor: u64) -> Result<Committed, StoreError> {
+        let too_large = || StoreError::Database(DatabaseError::Failed("batch or floor too large".into()));
+        let k = i64::try_from(n).map_err(|_| too_large())?;
+        self.session_for_commit().await?;
         let started = Instant::now();
-        let mut answer = tokio::time::timeout(DEADLINE, session.client.query_opt(&session.update, &[&k])).await;
-        if let Ok(Ok(None)) = answer {
-            answer = tokio::time::timeout(DEADLINE, session.client.query_opt(&session.upsert, &[&k])).await;
+        let count = self.commit(k, None).await?;
+        // count >= k, as the row's CHECK keeps it >= 0 before the add;
+        // anything else is not a count to hand numbers out from.
+        let before = u64::try_from(count - k).map_err(|_| {
+            StoreError::Database(DatabaseError::OutcomeUnknown(format!("the row returned {count} for +{k}")))
+        })?;
+        if before >= floor {
+            return Ok(Committed { first: before, found: before, flush: started.elapsed() });
         }
-        match answer {
-            Ok(Ok(Some(row))) => {
-                self.last_commit = started.elapsed();
-                let count: i64 = row.try_get(0).map_err(|e| self.statement_failed(&e, true))?;
-                // count >= k, as the row's CHECK keeps it >= 0 before the add;
-                // anything else is not a count to hand numbers out from.
-                u64::try_from(count - k).map_err(|_| {
-                    StoreError::Database(DatabaseError::OutcomeUnknown(format!("the row returned {count} for +{k}")))
-                })
-            }
-            Ok(Ok(None)) => Err(StoreError::Database(DatabaseError::Failed("the counter row vanished".into()))),
-            Ok(Err(e)) => Err(self.statement_failed(&e, true)),
-            Err(_) => Err(self.timed_out(true)),
-        }
+        // The count went back below numbers this process answered: this
+        // commit's numbers may repeat them, so they are skipped, and the
+        // pings are counted again from the floor.
+        let count = self.commit(k, Some(i64::try_from(floor).map_err(|_| too_large())?)).await?;
+        let first = u64::try_from(count - k).map_err(|_| too_large())?;
+        Ok(Committed { first, found: before, flush: started.elapsed() })
     }
 
     async fn read(&mut self) -> Result<u64, StoreError> {
-        let session = self.session().await?;
-        match tokio::time::timeout(DEADLINE, session.client.query_opt(&session.select, &[])).await {
-            Ok(Ok(None)) => Ok(0),
-            Ok(Ok(Some(row))) => {
-                let count: i64 = row.try_get(0).map_err(|e| self.statement_failed(&e, false))?;
-                u64::try_from(count)
-                    .map_err(|_| StoreError::Database(DatabaseError::Failed(format!("the row holds {count}"))))
-            }
-            Ok(Err(e)) => Err(self.statement_failed(&e, false)),
-            Err(_) => Err(self.timed_out(false)),
-        }
+        let row = self.query(false).await?;
+        count_of(&row)
     }
 
+    /// What a ping would meet: a session, no commit in doubt waiting on its
+    /// server, the row readable, and a server that takes writes.
     async fn check(&mut self) -> Result<(), StoreError> {
-        self.read().await.map(drop)
+        self.session_for_commit().await?;
+        let row = self.query(true).await?;
+        count_of(&row)?;
+        let writable = row.try_get::<_, bool>(1).and_then(|recovery| Ok((recovery, row.try_get::<_, String>(2)?)));
+        if let Ok((recovery, read_only)) = writable
+            && let Some(reason) = refuses_writes(recovery, &read_only)
+        {
+            let error = DatabaseError::ReadOnly(reason);
+            self.went_down(&error);
+            self.give_up_session(FIRST_BACKOFF);
+            return Err(StoreError::Database(error));
+        }
+        self.usable();
+        Ok(())
     }
 
-    fn last_commit(&self) -> Duration {
-        self.last_commit
-    }
-
-    /// Connects, waits out the backoff, or watches the live connection: the
-    /// server closing it (a restart, `pg_terminate_backend`) is noticed here,
-    /// before the next ping meets it. Each arm awaits something that keeps
-    /// its state when dropped (a task handle, a deadline), so being dropped
-    /// for a batch loses nothing.
+    /// Connects, waits out the backoff, watches the live connection (the
+    /// server closing it, a restart or `pg_terminate_backend`, is noticed
+    /// here, before the next ping meets it), and awaits a commit in doubt.
+    /// Each awaits something that keeps its state when dropped (a task
+    /// handle, a deadline, a boxed future), so being dropped for a batch
+    /// loses nothing.
     async fn maintain(&mut self) {
-        match &mut self.state {
-            State::Waiting(at) => {
-                tokio::time::sleep_until(*at).await;
-                self.start_connecting();
+        let doubt = async {
+            match &mut self.in_doubt {
+                Some(doubt) => (&mut doubt.commit).await,
+                None => std::future::pending().await,
             }
-            State::Connecting(attempt) => {
-                let result = attempt.await.unwrap_or_else(|_| Err("the connection attempt panicked".into()));
-                self.connected(result);
+        };
+        let state = async {
+            match &mut self.state {
+                State::Waiting(at) => {
+                    tokio::time::sleep_until(*at).await;
+                    Event::Due
+                }
+                State::Connecting(attempt) => Event::Attempted(attempt.await),
+                State::Connected(session) => {
+                    let _ = (&mut session.connection).await;
+                    Event::Closed
+                }
             }
-            State::Connected(session) => {
-                let _ = (&mut session.connection).await;
-                self.went_down("the server closed the connection".into(), Duration::ZERO);
+        };
+        let event = tokio::select! {
+            result = doubt => Event::DoubtEnded(result),
+            event = state => event,
+        };
+        match event {
+            Event::Due => self.start_connecting(),
+            Event::Attempted(result) => self.attempted(result),
+            Event::Closed => {
+                self.went_down(&DatabaseError::Unreachable("the server closed the connection".into()));
+                self.give_up_session(Duration::ZERO);
             }
-        }
-    }
-}
-
-/// Connects, prepares the session, makes the table and its row if missing,
-/// prepares the statements.
-async fn open(config: Config) -> Result<Session, String> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| one_line(&e))?;
-    let connection = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(cause = one_line(&e), "database connection ended");
-        }
-    });
-    let prepared = async {
-        let exists: Option<String> =
-            client.query_one("SELECT to_regclass('pingpong_counter')::text", &[]).await?.try_get(0)?;
-        if exists.is_none() {
-            client
-                .batch_execute(&format!(
-                    "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {CREATE}; {INSERT_ROW}; COMMIT"
-                ))
-                .await?;
-            tracing::info!("created the table pingpong_counter");
-        } else {
-            client.execute(INSERT_ROW, &[]).await?;
-        }
-        Ok::<_, tokio_postgres::Error>((
-            client.prepare(UPDATE).await?,
-            client.prepare(UPSERT).await?,
-            client.prepare(SELECT).await?,
-        ))
-    };
-    match prepared.await {
-        Ok((update, upsert, select)) => Ok(Session { client, connection, update, upsert, select }),
-        Err(e) => {
-            connection.abort();
-            Err(one_line(&e))
+            Event::DoubtEnded(result) => self.doubt_ended(result),
         }
     }
 }
