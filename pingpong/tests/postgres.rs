@@ -4,15 +4,14 @@
 //! hung, its sessions ended. Run with `./test-postgres.sh` (CI does), which
 //! installs the server if missing.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use support::BIN;
+use testkit::load::Load;
 use testkit::postgres::Postgres;
 use testkit::{Service, assert_one_clear_line, eventually, run_to_exit, try_get};
-use tokio::task::JoinHandle;
 
 mod support;
 
@@ -39,91 +38,10 @@ async fn ready(service: &Service) {
     .await;
 }
 
-/// What the clients of a load saw.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Every number acknowledged with `pong N`.
-    acked: Mutex<Vec<u64>>,
-    /// 503s, and requests that got no answer (a killed process).
-    refused: AtomicUsize,
-    failed: AtomicUsize,
-}
-
-impl Seen {
-    fn acked(&self) -> Vec<u64> {
-        self.acked.lock().unwrap().clone()
-    }
-
-    /// No number acknowledged twice; returns how many were.
-    fn assert_distinct(&self) -> usize {
-        let acked = self.acked();
-        let distinct: HashSet<u64> = acked.iter().copied().collect();
-        assert_eq!(distinct.len(), acked.len(), "a number was acknowledged twice");
-        acked.len()
-    }
-}
-
-/// `connections` clients, each pinging one of `urls` (round robin, the list
-/// may change) until `stop`; each request bounded by 10 s, so a hang shows.
-fn load(
-    connections: usize,
-    urls: Arc<RwLock<Vec<String>>>,
-    seen: Arc<Seen>,
-    stop: Arc<AtomicBool>,
-) -> Vec<JoinHandle<()>> {
-    (0..connections)
-        .map(|i| {
-            let (urls, seen, stop) = (urls.clone(), seen.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-                let mut k = i;
-                while !stop.load(Ordering::Relaxed) {
-                    let url = {
-                        let urls = urls.read().unwrap();
-                        format!("{}/pingpong", urls[k % urls.len()])
-                    };
-                    k += 1;
-                    match client.get(&url).send().await {
-                        Ok(response) if response.status() == 200 => {
-                            let body = response.text().await.unwrap_or_default();
-                            let n = body.strip_prefix("pong ").and_then(|n| n.parse().ok());
-                            seen.acked.lock().unwrap().push(n.unwrap_or_else(|| panic!("not a pong: {body:?}")));
-                        }
-                        Ok(response) => {
-                            assert_eq!(response.status(), 503, "only 503 refuses a ping");
-                            seen.refused.fetch_add(1, Ordering::Relaxed);
-                            // A refusal is fast; do not spin on it.
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err(e) => {
-                            assert!(!e.is_timeout(), "a ping hung for 10 s: {e}");
-                            seen.failed.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
-async fn stop_load(stop: &AtomicBool, clients: Vec<JoinHandle<()>>) {
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-}
-
 async fn pings_count(url: &str) -> u64 {
     let (status, body) = testkit::get(&format!("{url}/pings")).await;
     assert_eq!(status, 200, "{body}");
     body.parse().unwrap()
-}
-
-/// Waits until `count` more pings have been acknowledged.
-async fn acked_grows(seen: &Seen, by: usize) {
-    let target = seen.acked().len() + by;
-    eventually("pings to be acknowledged", || async { (seen.acked().len() >= target).then_some(()) }).await;
 }
 
 /// 1. Three pingpong processes on one database, 50 connections spread over
@@ -138,10 +56,9 @@ async fn three_replicas_on_one_database_answer_every_number_once() {
         ready(replica).await;
     }
     let urls = Arc::new(RwLock::new(replicas.iter().map(|r| r.url("")).collect::<Vec<_>>()));
-    let (seen, stop) = (Arc::new(Seen::default()), Arc::new(AtomicBool::new(false)));
-    let clients = load(50, urls, seen.clone(), stop.clone());
-    acked_grows(&seen, 3000).await;
-    stop_load(&stop, clients).await;
+    let load = Load::start(50, urls);
+    load.grows(3000).await;
+    let seen = load.stop().await;
     let answered = seen.assert_distinct();
     assert_eq!(seen.refused.load(Ordering::Relaxed) + seen.failed.load(Ordering::Relaxed), 0, "nothing refused");
     let mut acked = seen.acked();
@@ -166,10 +83,9 @@ async fn a_kill_storm_of_replicas_repeats_no_number_and_loses_none() {
         ready(replica).await;
     }
     let urls = Arc::new(RwLock::new(replicas.iter().map(|r| r.url("")).collect::<Vec<_>>()));
-    let (seen, stop) = (Arc::new(Seen::default()), Arc::new(AtomicBool::new(false)));
-    let clients = load(30, urls.clone(), seen.clone(), stop.clone());
+    let load = Load::start(30, urls.clone());
     for kill in 0..KILLS {
-        acked_grows(&seen, 20).await;
+        load.grows(20).await;
         let i = kill % replicas.len();
         // The clients stop picking the replica first: a connect to a port
         // nothing listens on can, now and then, be given that very port as
@@ -182,7 +98,7 @@ async fn a_kill_storm_of_replicas_repeats_no_number_and_loses_none() {
         ready(&replicas[i]).await;
         urls.write().unwrap()[i] = replicas[i].url("");
     }
-    stop_load(&stop, clients).await;
+    let seen = load.stop().await;
     let answered = seen.assert_distinct();
     let highest = seen.acked().into_iter().max().unwrap();
     let count = db.count().unwrap();
@@ -204,10 +120,10 @@ async fn the_database_stopped_ended_or_crashed_under_load_costs_refusals_not_num
         ready(replica).await;
     }
     let urls = Arc::new(RwLock::new(replicas.iter().map(|r| r.url("")).collect::<Vec<_>>()));
-    let (seen, stop) = (Arc::new(Seen::default()), Arc::new(AtomicBool::new(false)));
-    let clients = load(20, urls, seen.clone(), stop.clone());
+    let load = Load::start(20, urls);
+    let seen = Arc::clone(&load.seen);
     for fault in ["stop", "terminate", "crash"] {
-        acked_grows(&seen, 200).await;
+        load.grows(200).await;
         let refused_before = seen.refused.load(Ordering::Relaxed);
         match fault {
             "stop" => {
@@ -227,11 +143,11 @@ async fn the_database_stopped_ended_or_crashed_under_load_costs_refusals_not_num
             }
         }
         let back = Instant::now();
-        acked_grows(&seen, 200).await;
+        load.grows(200).await;
         println!("{fault}: answered again {:?} after", back.elapsed());
         assert!(back.elapsed() < Duration::from_secs(8), "{fault}: answered again within seconds");
     }
-    stop_load(&stop, clients).await;
+    let seen = load.stop().await;
     seen.assert_distinct();
     let highest = seen.acked().into_iter().max().unwrap();
     let count = db.count().unwrap();

@@ -2,8 +2,10 @@
 //! under strace), learn their address from their own log line, signal or
 //! kill them; poll with a deadline; start a real PostgreSQL.
 
+pub mod load;
 pub mod metrics;
 pub mod postgres;
+pub mod proxy;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
@@ -143,6 +145,11 @@ impl Service {
     #[must_use]
     pub fn stderr(&self) -> String {
         self.stderr.lock().expect("not poisoned").clone()
+    }
+
+    /// Whether the child still runs (it neither exited nor was killed).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The child's process id.

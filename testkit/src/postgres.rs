@@ -45,23 +45,129 @@ impl Postgres {
     /// As [`Postgres::start`].
     #[must_use]
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, "")
+    }
+
+    /// As [`Postgres::start_on`], with `conf` (lines of `postgresql.conf`)
+    /// added: `synchronous_standby_names = '*'`, say, for a primary.
+    /// Every server here takes replication connections from 127.0.0.1.
+    ///
+    /// # Panics
+    /// As [`Postgres::start`].
+    #[must_use]
+    pub fn start_with(port: u16, conf: &str) -> Self {
+        let db = Self::made(port);
+        db.run_as_owner(&["initdb", "-D", &db.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        db.write_owned("data/pg_hba.conf", HBA);
+        db.append_conf(conf);
+        db.start_again();
+        // Committed locally: a primary whose standbys are not there yet
+        // would wait for one.
+        let _ = db.psql(&format!("SET synchronous_commit = local; ALTER ROLE postgres PASSWORD '{}'", Self::PASSWORD));
+        db
+    }
+
+    /// A standby of `primary`, named `name` (its `application_name`, as
+    /// `synchronous_standby_names` names it): a base backup
+    /// (`pg_basebackup`), then streaming from `127.0.0.1:upstream` (the
+    /// primary's port, or a proxy's in front of it).
+    ///
+    /// # Panics
+    /// The backup or the start fails.
+    #[must_use]
+    pub fn standby_of(primary: &Postgres, name: &str, upstream: u16) -> Self {
+        let db = Self::made(free_port());
+        db.base_backup(primary, name, upstream);
+        db
+    }
+
+    fn made(port: u16) -> Self {
         let bin = bin_dir();
         let as_postgres = nix::unistd::geteuid().is_root();
         let dir = tempfile::Builder::new().prefix("pg-test-").tempdir_in("/tmp").expect("a temp dir").keep();
-        let data = dir.join("data");
         if as_postgres {
             run(Command::new("chown").arg("postgres:postgres").arg(&dir));
         }
-        let db = Self { bin, dir, port, as_postgres };
-        db.run_as_owner(&["initdb", "-D", &db.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
-            .expect("pg_hba.conf");
-        if as_postgres {
-            run(Command::new("chown").arg("postgres:postgres").arg(data.join("pg_hba.conf")));
+        Self { bin, dir, port, as_postgres }
+    }
+
+    /// Writes `text` to `file` under its directory, owned by the server's user.
+    fn write_owned(&self, file: &str, text: &str) {
+        let path = self.dir.join(file);
+        std::fs::write(&path, text).expect("a file of the server's");
+        if self.as_postgres {
+            run(Command::new("chown").arg("postgres:postgres").arg(&path));
         }
-        db.start_again();
-        let _ = db.psql(&format!("ALTER ROLE postgres PASSWORD '{}'", Self::PASSWORD));
-        db
+    }
+
+    fn append_conf(&self, conf: &str) {
+        let path = self.dir.join("data/postgresql.conf");
+        let mut text = std::fs::read_to_string(&path).expect("postgresql.conf");
+        text.push_str(conf);
+        text.push('\n');
+        self.write_owned("data/postgresql.conf", &text);
+    }
+
+    /// This server made again as a standby of `primary`: its data replaced
+    /// by a base backup (how an old primary rejoins after a failover), then
+    /// started.
+    ///
+    /// # Panics
+    /// As [`Postgres::standby_of`].
+    pub fn rebuild_as_standby_of(&self, primary: &Postgres, name: &str, upstream: u16) {
+        self.resume();
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        self.base_backup(primary, name, upstream);
+    }
+
+    fn base_backup(&self, primary: &Postgres, name: &str, upstream: u16) {
+        let port = primary.port.to_string();
+        self.run_as_owner(&[
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-D",
+            &self.data(),
+            "-X",
+            "stream",
+            "--no-sync",
+        ]);
+        self.write_owned("data/standby.signal", "");
+        self.append_conf(&format!("primary_conninfo = '{}'", conninfo(name, upstream)));
+        self.start_again();
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote`, which waits).
+    ///
+    /// # Panics
+    /// The promotion fails.
+    pub fn promote(&self) {
+        self.run_as_owner(&["pg_ctl", "-D", &self.data(), "-w", "promote"]);
+    }
+
+    /// Points this standby at another upstream (a new primary), live.
+    ///
+    /// # Panics
+    /// psql fails.
+    pub fn follow(&self, name: &str, upstream: u16) {
+        let _ = self
+            .psql(&format!("ALTER SYSTEM SET primary_conninfo = '{}'", conninfo(name, upstream).replace('\'', "''")));
+        let _ = self.psql("SELECT pg_reload_conf()");
+    }
+
+    /// How far this standby has received the primary's WAL, in bytes (0 on
+    /// a primary): the most advanced standby is the one to promote.
+    #[must_use]
+    pub fn received(&self) -> u64 {
+        self.try_psql("SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0'), 0)::bigint")
+            .ok()
+            .and_then(|out| out.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn data(&self) -> String {
@@ -88,6 +194,7 @@ impl Postgres {
     /// It does not start.
     pub fn start_again(&self) {
         let _ = std::fs::remove_file(self.dir.join("data/postmaster.pid"));
+        let _ = std::fs::remove_file(self.dir.join(format!(".s.PGSQL.{}.lock", self.port)));
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on", self.port, self.dir.display());
         let log = self.dir.join("server.log").to_string_lossy().into_owned();
         self.run_as_owner(&["pg_ctl", "-D", &self.data(), "-w", "-t", "30", "-l", &log, "-o", &options, "start"]);
@@ -187,6 +294,21 @@ impl Postgres {
         }
     }
 
+    /// Whether it answers a query now, within 2 s (libpq's shortest
+    /// `connect_timeout`): how an operator tells a primary is gone.
+    #[must_use]
+    pub fn answers(&self) -> bool {
+        // Over TCP, as a client: a connect to the socket file of a stopped
+        // server fails at once, where a client would wait.
+        let target = format!("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2", self.port);
+        Command::new("psql")
+            .args(["-X", "-Atc", "SELECT 1", &target])
+            .env("PGPASSWORD", Self::PASSWORD)
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }
+
     /// The count in `pingpong_counter`, or `None` without the table or row.
     #[must_use]
     pub fn count(&self) -> Option<u64> {
@@ -223,6 +345,16 @@ impl Drop for Postgres {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Who may connect: the test's psql over the socket, anyone from 127.0.0.1
+/// with the password, and standbys from 127.0.0.1 for replication.
+const HBA: &str =
+    "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 trust\n";
+
+/// A standby's `primary_conninfo`.
+fn conninfo(name: &str, upstream: u16) -> String {
+    format!("host=127.0.0.1 port={upstream} user=postgres application_name={name}")
 }
 
 fn run(command: &mut Command) -> Output {

@@ -76,7 +76,9 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between tries: the database is back in use at most this
 /// long (and a host's deadline) after it takes writes again.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a host that hung is left out of the connection tries.
+const HUNG_RETRY: Duration = Duration::from_secs(5);
 
 /// Why the database could not count or read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -140,8 +142,11 @@ pub struct PgStore {
     down: Option<DatabaseError>,
     ever_connected: bool,
     backoff: Duration,
-    /// Hosts that gave no answer in time on the last try: tried last.
-    hung: Vec<usize>,
+    /// Hosts that gave no answer in time (or left a commit unanswered),
+    /// and since when: left out of the tries for [`HUNG_RETRY`], so that
+    /// their deadline is not spent on every try while another host is
+    /// being promoted.
+    hung: Vec<(usize, Instant)>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -169,9 +174,13 @@ impl PgStore {
 
     fn start_connecting(&mut self) {
         let settings = self.settings.clone();
-        // The URL's order, the hosts that hung last time at the end.
-        let mut order: Vec<usize> = (0..settings.hosts.len()).filter(|i| !self.hung.contains(i)).collect();
-        order.extend(&self.hung);
+        // The URL's order, hosts that hung lately left out (unless all did).
+        self.hung.retain(|&(_, since)| since.elapsed() < HUNG_RETRY);
+        let hung = |i: &usize| self.hung.iter().any(|(h, _)| h == i);
+        let mut order: Vec<usize> = (0..settings.hosts.len()).filter(|i| !hung(i)).collect();
+        if order.is_empty() {
+            order = (0..settings.hosts.len()).collect();
+        }
         self.state = State::Connecting(tokio::spawn(async move { session::connect(&settings, &order).await }));
     }
 
@@ -179,7 +188,9 @@ impl PgStore {
     fn attempted(&mut self, result: Result<(Result<Session, NoSession>, Vec<usize>), tokio::task::JoinError>) {
         let (result, hung) = result
             .unwrap_or_else(|_| (Err(NoSession::Unreachable("the connection attempt panicked".into())), Vec::new()));
-        self.hung = hung;
+        for i in hung {
+            self.hang(i);
+        }
         match result {
             Ok(session) => {
                 if self.down.take().is_some() || self.ever_connected {
@@ -201,6 +212,12 @@ impl PgStore {
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+
+    /// Host `i` gave no answer in time: left out of the tries for a while.
+    fn hang(&mut self, i: usize) {
+        self.hung.retain(|&(h, _)| h != i);
+        self.hung.push((i, Instant::now()));
     }
 
     /// The database became unusable (or its reason changed): logged then
@@ -374,6 +391,10 @@ impl PgStore {
                 self.went_down(&error);
                 let waiting = std::mem::replace(&mut self.state, State::Waiting(tokio::time::Instant::now()));
                 if let State::Connected(session) = waiting {
+                    // Its host may hang: the next try leaves it out.
+                    if let Some(i) = self.settings.hosts.iter().position(|h| h.name == session.host) {
+                        self.hang(i);
+                    }
                     tracing::warn!(
                         database = session.host,
                         "database commit unanswered at the deadline: awaited on its session, never cancelled; a new session is tried"
