@@ -70,11 +70,11 @@ fi
 # The cluster must have the course's shape: the volume is pinned to agent-0,
 # and the URLs use localhost:8081.
 k3d node list --no-headers | awk '{print $1}' | grep -qx "$NODE" ||
-  die "cluster $CLUSTER has no node $NODE, where the volume lives. Make it again: k3d/down.sh && k3d/up.sh"
+  die "cluster $CLUSTER has no node $NODE, where the volume lives. It is not the course's shape; making it again deletes it and all it holds (earlier exercises too): if that is fine, k3d/down.sh && k3d/up.sh"
 ports=$(docker inspect --format '{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{$p}}={{.HostPort}} {{end}}{{end}}' "$LB" 2>/dev/null || true)
 case " $ports " in
   *" 80/tcp=8081 "*) ;;
-  *) die "cluster $CLUSTER does not publish Traefik on localhost:8081 (its load balancer maps: ${ports:-nothing}). Make it again: k3d/down.sh && k3d/up.sh" ;;
+  *) die "cluster $CLUSTER does not publish Traefik on localhost:8081 (its load balancer maps: ${ports:-nothing}). It is not the course's shape; making it again deletes it and all it holds (earlier exercises too): if that is fine, k3d/down.sh && k3d/up.sh" ;;
 esac
 
 if ! kubectl config get-contexts "k3d-$CLUSTER" >/dev/null 2>&1; then
