@@ -173,19 +173,24 @@ start() {
   "$@" &
   names+=("$name") pids+=($!)
 }
+# none_exited WHEN AFTER: if one of them has exited, says which, with its
+# status, and stops the others.
+none_exited() {
+  local i status
+  for i in "${!pids[@]}"; do
+    kill -0 "${pids[$i]}" 2>/dev/null && continue
+    status=0
+    wait "${pids[$i]}" || status=$?
+    die "${names[$i]} exited$1 (status $status)$2"
+  done
+}
 # ready NAME URL: waits (10 s at most) until URL answers 200. A process that
 # exits meanwhile (its one-line error is above) fails the start at once.
 ready() {
-  local name=$1 url=$2 i pid status
+  local name=$1 url=$2
   for _ in $(seq 100); do
     curl -fs -o /dev/null --max-time 1 "$url" && return 0
-    for i in "${!pids[@]}"; do
-      pid=${pids[$i]}
-      kill -0 "$pid" 2>/dev/null && continue
-      status=0
-      wait "$pid" || status=$?
-      die "${names[$i]} exited at once (status $status); its error is the line above"
-    done
+    none_exited " at once" "; its error is the line above"
     sleep 0.1
   done
   die "$name is not ready after 10 s: $(curl -s --max-time 1 "$url" || echo "no answer at $url")"
@@ -231,12 +236,6 @@ MSG
 
 # Until Ctrl-C, or until one of them exits by itself: then the others stop too.
 while :; do
-  for i in "${!pids[@]}"; do
-    pid=${pids[$i]}
-    kill -0 "$pid" 2>/dev/null && continue
-    status=0
-    wait "$pid" || status=$?
-    die "${names[$i]} exited (status $status); stopping the others"
-  done
+  none_exited "" "; stopping the others"
   sleep 0.5
 done
