@@ -67,6 +67,19 @@ pub fn sync_dir(what: &'static str, dir: &Path) -> Result<(), FileError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(FileError::at(what, dir, "fsync its directory"))
 }
 
+/// Writes `bytes` to a new or emptied file at `path` and `fdatasync`s it;
+/// the caller makes its name durable ([`sync_dir`]), or renames it into
+/// place first.
+///
+/// # Errors
+/// The file cannot be created, written or flushed.
+pub fn write_synced(what: &'static str, path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    use std::io::Write;
+    let mut file = File::create(path).map_err(FileError::at(what, path, "create it"))?;
+    file.write_all(bytes).map_err(FileError::at(what, path, "write it"))?;
+    file.sync_data().map_err(FileError::at(what, path, "fsync it"))
+}
+
 /// The stable lock file beside a data file (`<file>.lock`), on which every
 /// process that changes the data file, or must read it exactly, takes an
 /// advisory `flock`: exclusive to change it, shared to read it.

@@ -1,13 +1,16 @@
-//! log-output's command line (`writer` or `reader`) and environment, read once.
+//! log-output's command line (`writer`, `reader`, `alive`, `backup` or
+//! `restore`) and environment, read once.
 
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use service_kit::env::{EnvError, parsed_or, path_or};
+use service_kit::env::{EnvError, optional_parsed, parsed_or, path_or};
+
+use crate::backup::Paths;
 
 /// The usage line printed for a missing or unknown subcommand.
-pub const USAGE: &str = "usage: log-output <writer|reader|alive>";
+pub const USAGE: &str = "usage: log-output <writer|reader|alive|backup|restore>";
 
 const DEFAULT_LOG_FILE: &str = "files/output.log";
 
@@ -20,6 +23,31 @@ pub enum Command {
     Reader(ReaderConfig),
     /// Exit 0 if the writer's heartbeat is fresh (its liveness probe).
     Alive(AliveConfig),
+    /// Take a backup of the counter and the log into `BACKUP_DIR`.
+    Backup(BackupConfig),
+    /// Restore one (docs/contract.md, "Backups and restore").
+    Restore(RestoreConfig),
+}
+
+/// `log-output backup`'s settings.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// `COUNTER_FILE`, `LOG_FILE` and `BACKUP_DIR` (default `backups`).
+    pub paths: Paths,
+    /// `BACKUP_KEEP`, default 7: the newest kept, the older removed.
+    pub keep: NonZeroUsize,
+}
+
+/// `log-output restore`'s settings.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    /// As for a backup.
+    pub paths: Paths,
+    /// `RESTORE_FROM`: a backup's name; unset, the newest.
+    pub from: Option<String>,
+    /// `RESTORE_FLOOR`: the operator's word that no number at or above it was
+    /// answered; unset, the bound by time applies.
+    pub floor: Option<u64>,
 }
 
 /// The writer's settings.
@@ -75,6 +103,25 @@ fn interval() -> Result<Duration, EnvError> {
     Ok(Duration::from_millis(ms.get()))
 }
 
+fn backup_paths() -> Result<Paths, EnvError> {
+    Ok(Paths {
+        counter_file: path_or("COUNTER_FILE", counter::DEFAULT_PATH)?,
+        log_file: path_or("LOG_FILE", DEFAULT_LOG_FILE)?,
+        backup_dir: path_or("BACKUP_DIR", "backups")?,
+    })
+}
+
+/// `RESTORE_FROM`: a backup's name (a directory in `BACKUP_DIR`), or unset.
+fn restore_from() -> Result<Option<String>, EnvError> {
+    const EXPECTED: &str = "the name of a backup in BACKUP_DIR, such as 20261206T021000.123Z";
+    let Some(value) = std::env::var_os("RESTORE_FROM") else { return Ok(None) };
+    let value = value.to_string_lossy().trim().to_owned();
+    if value.is_empty() || value.contains('/') || value.starts_with('.') {
+        return Err(EnvError { name: "RESTORE_FROM", expected: EXPECTED, value });
+    }
+    Ok(Some(value))
+}
+
 /// `PINGPONG_URL`: an `http://` URL (no path, or `/`), or unset.
 fn pingpong_url() -> Result<Option<String>, EnvError> {
     const EXPECTED: &str = "an http:// URL of pingpong, such as http://pingpong-svc:2345";
@@ -122,6 +169,19 @@ impl Command {
                     value: String::new(),
                 })?,
                 max_age: (interval()? * 3).max(Duration::from_secs(10)),
+            })),
+            Some("backup") => Ok(Self::Backup(BackupConfig {
+                paths: backup_paths()?,
+                keep: parsed_or(
+                    "BACKUP_KEEP",
+                    NonZeroUsize::new(7).unwrap_or(NonZeroUsize::MIN),
+                    "a whole number above 0",
+                )?,
+            })),
+            Some("restore") => Ok(Self::Restore(RestoreConfig {
+                paths: backup_paths()?,
+                from: restore_from()?,
+                floor: optional_parsed("RESTORE_FLOOR", "a whole number: every pong answered was below it")?,
             })),
             Some("reader") => Ok(Self::Reader(ReaderConfig {
                 port: parsed_or("PORT", 8080, "a port number from 0 to 65535")?,

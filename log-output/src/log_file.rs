@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use file_kit::{FileError, LockFile, dir_of, sibling, sync_dir};
+use file_kit::{FileError, LockFile, dir_of, sibling, sync_dir, write_synced};
 
 use crate::entry::{Entry, last_complete_entries};
 
@@ -25,6 +25,45 @@ pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 pub struct Appended {
     /// The log was rotated to `LOG_FILE.1` first.
     pub rotated: bool,
+}
+
+/// The log's two files as they were at one moment, read together under the
+/// log's lock (shared): what a backup keeps of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogCopy {
+    /// `LOG_FILE.1`'s bytes (empty when it did not exist).
+    pub rotated: Vec<u8>,
+    /// `LOG_FILE`'s bytes (empty when it did not exist).
+    pub current: Vec<u8>,
+}
+
+impl LogCopy {
+    /// Its complete entries, oldest first.
+    #[must_use]
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut entries = last_complete_entries(&self.rotated, true, usize::MAX);
+        entries.extend(last_complete_entries(&self.current, true, usize::MAX));
+        entries
+    }
+
+    /// Neither file holds a byte.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rotated.is_empty() && self.current.is_empty()
+    }
+}
+
+/// What putting a backup's log back did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRestored {
+    /// There was no log: the backup's two files are the log again.
+    Whole,
+    /// The log held only entries newer than the backup's (a writer ran after
+    /// the loss): the backup's entries now come before them.
+    Before,
+    /// The log already holds entries from the backup's time or earlier, so
+    /// it holds that history: it is left as it is.
+    Kept,
 }
 
 /// The first piece read from the end of a file, per entry wanted: an entry
@@ -149,6 +188,63 @@ impl LogFile {
         Ok(entries)
     }
 
+    /// Both files as they are now, read under the log's lock (shared), so that
+    /// no append or rotation falls inside the copy. Missing files are empty.
+    ///
+    /// # Errors
+    /// A file exists but cannot be read, or the lock not taken.
+    pub fn copy(&self) -> Result<LogCopy, LogError> {
+        let _lock = self.lock.lock_shared()?;
+        Ok(LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? })
+    }
+
+    /// Puts a backup's log back, under the log's lock, never dropping an
+    /// entry: with no log, the backup's files become it; with a log of only
+    /// newer entries and no rotated file, the backup's entries go before
+    /// them; otherwise the log already has that history and is kept. Each
+    /// file is written beside its place, flushed and renamed over it.
+    ///
+    /// # Errors
+    /// A file cannot be read, written, flushed or renamed.
+    pub fn restore(&self, backup: &LogCopy) -> Result<LogRestored, LogError> {
+        let _lock = self.lock.lock_exclusive()?;
+        let now = LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? };
+        let (rotated, mut current, restored) = if now.is_empty() {
+            (backup.rotated.clone(), backup.current.clone(), LogRestored::Whole)
+        } else {
+            let backup_last = backup.entries().last().map(|entry| entry.at);
+            let first_now = now.entries().first().map(|entry| entry.at);
+            let newer = match (backup_last, first_now) {
+                (Some(backup_last), Some(first_now)) => first_now > backup_last,
+                _ => true,
+            };
+            if !now.rotated.is_empty() || !newer {
+                return Ok(LogRestored::Kept);
+            }
+            (backup.rotated.clone(), backup.current.clone(), LogRestored::Before)
+        };
+        if restored == LogRestored::Before {
+            // A backup that ends in a torn entry must not swallow the first
+            // line of what follows it.
+            if current.last().is_some_and(|&b| b != b'\n') {
+                current.push(b'\n');
+            }
+            current.extend_from_slice(&now.current);
+        }
+        if !rotated.is_empty() {
+            self.replace(&self.rotated, &rotated)?;
+        }
+        self.replace(&self.path, &current)?;
+        Ok(restored)
+    }
+
+    fn replace(&self, path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+        let temp = sibling(path, ".restoring");
+        write_synced(WHAT, &temp, bytes)?;
+        fs::rename(&temp, path).map_err(at(path, "rename the restored copy over it"))?;
+        sync_dir(WHAT, self.dir())
+    }
+
     /// Whether the log can be read: true when either file opens, false when
     /// neither exists yet.
     ///
@@ -163,6 +259,14 @@ impl LogFile {
             }
         }
         Ok(false)
+    }
+}
+
+fn read_or_empty(path: &Path) -> Result<Vec<u8>, LogError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(at(path, "read it")(e)),
     }
 }
 

@@ -1,9 +1,12 @@
-//! log-output's entry point: `log-output writer`, `log-output reader`, or
-//! `log-output alive` (the writer's liveness probe).
+//! log-output's entry point: `log-output writer`, `log-output reader`,
+//! `log-output alive` (the writer's liveness probe), or `log-output backup`
+//! and `log-output restore` (the file mode's backups, run by a CronJob and a
+//! Job; each prints one line).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
+use log_output::backup;
 use log_output::config::Command;
 use service_kit::shutdown::shutdown_signal;
 use tokio::net::TcpListener;
@@ -31,6 +34,13 @@ async fn start() -> anyhow::Result<()> {
         }
         Command::Alive(config) => {
             log_output::heartbeat::check(&config.heartbeat, config.max_age).map_err(anyhow::Error::msg)?;
+        }
+        Command::Backup(config) => {
+            println!("{}", backup::take(&config.paths, config.keep, chrono::Utc::now())?);
+        }
+        Command::Restore(config) => {
+            let restored = backup::restore(&config.paths, config.from.as_deref(), config.floor, chrono::Utc::now())?;
+            println!("{restored}");
         }
     }
     Ok(())

@@ -39,6 +39,17 @@ pub fn parsed_or<T: FromStr>(name: &'static str, default: T, expected: &'static 
     }
 }
 
+/// Reads `name` as a `T`, or `None` when it is unset.
+///
+/// # Errors
+/// The variable is set but does not parse.
+pub fn optional_parsed<T: FromStr>(name: &'static str, expected: &'static str) -> Result<Option<T>, EnvError> {
+    match raw(name, expected)? {
+        None => Ok(None),
+        Some(value) => value.trim().parse().map(Some).map_err(|_| EnvError { name, expected, value }),
+    }
+}
+
 /// Reads `name` as a path, or `default` when it is unset.
 ///
 /// # Errors

@@ -1,0 +1,50 @@
+#!/bin/sh
+# One backup of the PostgreSQL mode's count, as the CronJob postgres-backup
+# runs it (backup-cronjob.yaml, from the image postgres:17.9) and as
+# ./test-backup.sh runs it on a real server: pg_dump's custom format of the
+# database, written beside its place, read back whole, renamed into
+# BACKUP_DIR; the newest BACKUP_KEEP kept. One line out; any failure exits
+# non-zero with one line, so the Job fails visibly.
+# Environment: libpq's PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD;
+# BACKUP_DIR (default /backups), BACKUP_KEEP (default 7).
+# The restore, and why a backup's name is its time: restore.sh.
+set -eu
+export LC_ALL=C # names sort by time in a glob
+
+dir=${BACKUP_DIR:-/backups}
+keep=${BACKUP_KEEP:-7}
+fail() { echo "backup: $*" >&2; exit 1; }
+case $keep in '' | *[!0-9]* | 0) fail "BACKUP_KEEP must be a whole number above 0, got '$keep'" ;; esac
+mkdir -p "$dir" || fail "cannot create BACKUP_DIR $dir"
+
+# The time is read before the dump's snapshot is taken: the restore's bound
+# counts from it, so it must not be later than the count it names.
+name=pingpong-$(date -u +%Y%m%dT%H%M%S.%3NZ).dump
+partial=$dir/.partial-$name
+trap 'rm -f "$partial"' EXIT
+err=$(pg_dump --format=custom --file="$partial" 2>&1) ||
+  fail "pg_dump of database '${PGDATABASE:-}' on ${PGHOST:-}:${PGPORT:-5432} failed: $(echo "$err" | head -n 1); no backup written"
+
+# Read it back whole (pg_restore decodes every byte of its data): a backup
+# that is written is one that restores.
+rows=$(pg_restore --data-only --table=pingpong_counter --file=- "$partial" 2>&1) ||
+  fail "the dump just written cannot be read back: $(echo "$rows" | head -n 1); no backup written"
+count=$(echo "$rows" | awk -F '\t' '/^COPY public\.pingpong_counter \(id, count\)/ { copy = 1; next } copy && $1 == "1" { print $2; exit }')
+[ -n "$count" ] || fail "database '${PGDATABASE:-}' holds no count (table pingpong_counter, row 1): has pingpong started on it? no backup written"
+
+sync "$partial"
+mv "$partial" "$dir/$name"
+sync "$dir"
+
+# Keep the newest BACKUP_KEEP (names sort by time).
+set -- "$dir"/pingpong-????????T??????.???Z.dump
+[ -e "$1" ] || set --
+pruned=0
+while [ "$#" -gt "$keep" ]; do
+  rm -f "$1"
+  shift
+  pruned=$((pruned + 1))
+done
+line="backup $dir/$name: count $count, $(wc -c <"$dir/$name") bytes"
+[ "$pruned" = 0 ] || line="$line; $pruned older removed"
+echo "$line"

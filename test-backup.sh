@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The backup suite: backups and their restore on the real binaries and a
+# real PostgreSQL (Debian's server, started per test in a temporary
+# directory, as in ./test-postgres.sh). The file mode's `log-output backup`
+# and `log-output restore`, and the PostgreSQL mode's postgres/backup.sh and
+# postgres/restore.sh (what the CronJobs and the restore Jobs run), under
+# load: everything lost after a backup and restored, every answer recorded,
+# no number answered twice; negative controls (a plain copy back) that must
+# show repeats; damaged and empty backups refused with nothing overwritten;
+# backups taken under load exact and whole.
+# Usage: ./test-backup.sh       (installs postgresql if missing)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && [[ -z ${PG_BIN:-} ]]; then
+  echo "==> installing postgresql"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+echo "==> cargo build -p log-output (the backup's binary, beside pingpong's)"
+cargo build -p log-output --quiet
+echo "==> cargo test -p pingpong --test backup -- --ignored (one at a time: each starts its own processes)"
+cargo test -p pingpong --test backup -- --ignored --test-threads=1 --nocapture 2>&1 | tee .backup-suite.log
+# The test runner's own summary, as the suite's last line.
+summary=$(grep -E '^test result:' .backup-suite.log | tail -n 1)
+rm -f .backup-suite.log
+passed=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
+echo "$passed passed, $failed failed"
+[[ $failed == 0 ]]
