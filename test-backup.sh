@@ -2,9 +2,9 @@
 # The backup suite: backups and their restore on the real binaries and a
 # real PostgreSQL (Debian's server, started per test in a temporary
 # directory, as in ./test-postgres.sh). The file mode's `log-output backup`
-# and `log-output restore`, and the PostgreSQL mode's postgres/backup.sh and
-# postgres/restore.sh (what the CronJobs and the restore Jobs run), under
-# load: everything lost after a backup and restored, every answer recorded,
+# and `log-output restore`, and the database modes' postgres/backup/backup.sh
+# and restore.sh (what the CronJobs and the restore Jobs run), under load:
+# everything lost after a backup and restored, every answer recorded,
 # no number answered twice; negative controls (a plain copy back) that must
 # show repeats; damaged and empty backups refused with nothing overwritten;
 # backups taken under load exact and whole.
@@ -12,10 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && [[ -z ${PG_BIN:-} ]]; then
-  echo "==> installing postgresql"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
+# shellcheck source=tests/need-postgres.sh
+source tests/need-postgres.sh
 echo "==> cargo build -p log-output (the backup's binary, beside pingpong's)"
 cargo build -p log-output --quiet
 echo "==> cargo test -p pingpong --test backup -- --ignored (one at a time: each starts its own processes)"

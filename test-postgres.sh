@@ -10,9 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && [[ -z ${PG_BIN:-} ]]; then
-  echo "==> installing postgresql"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
+# shellcheck source=tests/need-postgres.sh
+source tests/need-postgres.sh
 echo "==> cargo test -p pingpong --test postgres -- --ignored"
 cargo test -p pingpong --test postgres -- --ignored --nocapture

@@ -14,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NS=pingpong PV=shared-pv CLAIM=shared-claim SECRET=postgres-password
+NS=pingpong SECRET=postgres-password
+# The file mode's volumes and their claims: the data, and its backups.
+VOLUMES="shared-pv backup-pv" CLAIMS="shared-claim backup-claim"
 # CloudNativePG, pinned: the release manifest of the tag (the operator, its
 # CRDs and webhooks); postgres-ha/schemas/ holds that version's Cluster CRD.
 CNPG_VERSION=1.30.0
@@ -41,28 +43,33 @@ fi
 
 # A Retain volume whose claim was deleted stays Released, bound to that old
 # claim's uid for ever, and a new claim waits Pending. Clearing its claimRef
-# makes it Available again; the data in /tmp/kube is untouched.
-free_released_volume() {
-  if [ "$(kubectl get pv "$PV" -o jsonpath='{.status.phase}' 2>/dev/null)" = Released ]; then
-    step "the volume $PV is Released (its old claim was deleted): clearing its claimRef, the data stays"
-    kubectl patch pv "$PV" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]'
-  fi
+# makes it Available again; the data in /tmp/kube (and the backups in
+# /tmp/kube-backups) is untouched.
+free_released_volumes() {
+  for pv in $VOLUMES; do
+    if [ "$(kubectl get pv "$pv" -o jsonpath='{.status.phase}' 2>/dev/null)" = Released ]; then
+      step "the volume $pv is Released (its old claim was deleted): clearing its claimRef, the data stays"
+      kubectl patch pv "$pv" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]'
+    fi
+  done
 }
 
 if [ $mode = file ]; then
-  free_released_volume
-  step "kubectl apply -f storage/ (the namespace, the volume and its claim)"
+  free_released_volumes
+  step "kubectl apply -f storage/ (the namespace, the volumes and their claims)"
   kubectl apply -f storage/
-  step "kubectl apply -f manifests/ (Deployments, Services, Ingress, network policies)"
+  step "kubectl apply -f manifests/ (Deployments, the backup CronJob, Services, Ingress, network policies)"
   kubectl apply -f manifests/
-  step "waiting for the claim $CLAIM to be Bound"
-  bound=no
-  for _ in $(seq 90); do
-    if [ "$(kubectl -n "$NS" get pvc "$CLAIM" -o jsonpath='{.status.phase}')" = Bound ]; then bound=yes; break; fi
-    free_released_volume # the volume turns Released only a moment after its claim is gone
-    sleep 1
+  step "waiting for the claims $CLAIMS to be Bound"
+  for claim in $CLAIMS; do
+    bound=no
+    for _ in $(seq 90); do
+      if [ "$(kubectl -n "$NS" get pvc "$claim" -o jsonpath='{.status.phase}')" = Bound ]; then bound=yes; break; fi
+      free_released_volumes # a volume turns Released only a moment after its claim is gone
+      sleep 1
+    done
+    [ $bound = yes ] || die "the claim $claim is not Bound after 90 s; see: kubectl -n $NS describe pvc $claim; kubectl get pv $VOLUMES"
   done
-  [ $bound = yes ] || die "the claim $CLAIM is not Bound after 90 s; see: kubectl -n $NS describe pvc $CLAIM; kubectl get pv $PV"
   rollouts="deployment/pingpong deployment/log-output"
 elif [ $mode = ha ]; then
   step "kubectl apply --server-side -f $CNPG_MANIFEST (the CloudNativePG operator $CNPG_VERSION)"
@@ -111,7 +118,7 @@ elif [ $mode = ha ]; then
   done
   echo "    $answer"
 
-  step "kubectl apply -k postgres-ha/ (the Cluster $DB, pingpong x3, log-output, Services, Ingress, network policies)"
+  step "kubectl apply -k postgres-ha/ (the Cluster $DB, pingpong x3, log-output, the backup CronJob, Services, Ingress, network policies)"
   kubectl apply -k postgres-ha/
   # The first time: the image on three nodes, initdb, two standbys cloned.
   step "waiting for the Cluster $DB to be Ready (three instances; at most 600 s)"
@@ -143,7 +150,7 @@ else
     fi
     kubectl -n "$NS" delete statefulset postgres --cascade=orphan
   fi
-  step "kubectl apply -k postgres/ (PostgreSQL, pingpong x3, log-output, Services, Ingress, network policies)"
+  step "kubectl apply -k postgres/ (PostgreSQL, pingpong x3, log-output, the backup CronJob, Services, Ingress, network policies)"
   kubectl apply -k postgres/
   # A claim of the local-path class binds only when its pod is scheduled.
   rollouts="statefulset/postgres deployment/pingpong deployment/log-output"

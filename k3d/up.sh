@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from nothing to a running system on k3d, and safe to run again:
 # makes the cluster (k3d/cluster.yaml) or starts and checks the one there is,
-# makes /tmp/kube on agent-0 for the apps' user, builds and imports the
+# makes /tmp/kube and /tmp/kube-backups on agent-0 for the apps' user (the
+# file mode's volume and its backups' volume), builds and imports the
 # images (and checks every node has them), deploys (k3d/deploy.sh), waits
 # until Traefik routes, prints the URLs.
 # Usage: k3d/up.sh [--postgres | --ha] [--host-build]
@@ -29,7 +30,7 @@ for arg in "$@"; do
     --postgres) deploy_flag=--postgres ;;
     --ha) deploy_flag=--ha ;;
     --host-build) build_flag=--host ;;
-    *) sed -n '7,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    *) sed -n '8,14s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 
@@ -83,8 +84,10 @@ if ! kubectl config get-contexts "k3d-$CLUSTER" >/dev/null 2>&1; then
 fi
 kubectl config use-context "k3d-$CLUSTER" >/dev/null
 
-step "making /tmp/kube on $NODE, owned by $APP_UID (the local PersistentVolume's directory)"
-docker exec "$NODE" sh -c "mkdir -p /tmp/kube && chown $APP_UID:$APP_UID /tmp/kube && chmod 0770 /tmp/kube"
+step "making /tmp/kube and /tmp/kube-backups on $NODE, owned by $APP_UID (the local PersistentVolumes' directories: the data, its backups)"
+for dir in /tmp/kube /tmp/kube-backups; do
+  docker exec "$NODE" sh -c "mkdir -p $dir && chown $APP_UID:$APP_UID $dir && chmod 0770 $dir"
+done
 
 # ---------------------------------------------------------------- the images
 step "building images (k3d/build-images.sh $build_flag)"
@@ -137,5 +140,6 @@ cat <<'MSG'
     kubectl -n pingpong get pods,pvc    # what runs
     kubectl -n pingpong get cluster     # with --ha: the database, its primary and its instances
     ./test-persistent.sh                # the persistence suite (kills pods; --postgres for that mode)
+    k3d/restore.sh                      # put the newest backup back (--postgres for that mode; docs/backups.md)
     k3d/down.sh                         # delete the cluster
 MSG

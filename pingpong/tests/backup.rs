@@ -1,7 +1,7 @@
 //! Backups and their restore, on the real binaries and a real PostgreSQL:
 //! the file mode's `log-output backup` / `log-output restore`, and the
-//! PostgreSQL mode's `postgres/backup.sh` / `postgres/restore.sh` (the
-//! scripts the CronJob and the restore Job run), under load, everything lost
+//! database modes' `postgres/backup/backup.sh` / `restore.sh` (the
+//! scripts the CronJob and the restore Jobs run), under load, everything lost
 //! and restored, every answer recorded: no number is answered twice across
 //! the whole run. Negative controls restore at the backup's own count and
 //! must see repeats. Run with `./test-backup.sh` (CI does), which builds
@@ -29,9 +29,9 @@ fn log_output_bin() -> PathBuf {
     bin
 }
 
-/// The repository's root, where `postgres/backup.sh` is.
+/// A script of the backups' component, `postgres/backup/<name>`.
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../postgres").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../postgres/backup").join(name)
 }
 
 /// What a one-shot command printed.
@@ -63,6 +63,14 @@ async fn ready(service: &Service) {
 fn count_in(line: &str) -> u64 {
     let rest = line.split("count ").nth(1).unwrap_or_else(|| panic!("no count in {line:?}"));
     rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+/// A negative control's verdict: the backup's own count hands out again
+/// the numbers answered after the backup, and the checker sees them.
+fn assert_the_checker_finds_repeats(seen: &Seen) {
+    let repeats = seen.repeats();
+    println!("{} numbers answered twice", repeats.len());
+    assert!(!repeats.is_empty(), "restored at the backup's own count, the numbers answered since repeat");
 }
 
 fn assert_refused_with_one_line(ran: &Ran, mentions: &str) {
@@ -242,9 +250,7 @@ async fn file_mode_everything_lost_and_restored_never_answers_a_number_twice() {
 #[ignore = "the backup suite: ./test-backup.sh"]
 async fn file_mode_negative_control_a_plain_copy_back_repeats_numbers() {
     let (seen, _volume, _) = lose_and_restore_files(&[("RESTORE_FLOOR", "0")]).await;
-    let repeats = seen.repeats();
-    println!("{} numbers answered twice", repeats.len());
-    assert!(!repeats.is_empty(), "a plain copy back repeats the numbers answered after the backup");
+    assert_the_checker_finds_repeats(&seen);
 }
 
 /// A damaged backup (its log cut short) and an empty one are refused with
@@ -305,7 +311,7 @@ impl Database {
         Service::command(BIN).env("DATABASE_URL", self.url()).env("PGPASSWORD", Postgres::PASSWORD).http().start()
     }
 
-    /// `sh postgres/<name>` with libpq's variables for this server.
+    /// `sh postgres/backup/<name>` with libpq's variables for this server.
     fn script(&self, name: &str, env: &[(&str, &str)]) -> Ran {
         let mut command = Command::new("sh");
         command
@@ -396,9 +402,7 @@ async fn postgres_the_database_dropped_and_restored_never_answers_a_number_twice
 #[ignore = "the backup suite: ./test-backup.sh"]
 async fn postgres_negative_control_the_dumps_own_count_repeats_numbers() {
     let (seen, _database) = lose_and_restore_database(&[("RESTORE_FLOOR", "0")]).await;
-    let repeats = seen.repeats();
-    println!("{} numbers answered twice", repeats.len());
-    assert!(!repeats.is_empty(), "the dump's own count repeats the numbers answered after it");
+    assert_the_checker_finds_repeats(&seen);
 }
 
 /// A dump cut short and an empty one are refused with one line, the row

@@ -96,7 +96,7 @@ backend_deploy() {
     --password "${PG_PASSWORD:-none}" --ingress "$BASE_URL" | sed 's/^/  /' || return 1
   say "starting from empty volumes"
   for name in "${REPLICAS[@]}" log-output; do down "$(copy "$name")"; done
-  podman volume rm -f shared-claim log-claim >/dev/null 2>&1 || true
+  podman volume rm -f shared-claim backup-claim log-claim >/dev/null 2>&1 || true
   if [[ $MODE == file ]]; then
     say "podman kube play storage/persistentvolumeclaim.yaml, pingpong and log-output"
     podman kube play storage/persistentvolumeclaim.yaml >/dev/null || return 1
@@ -142,7 +142,7 @@ backend_cleanup() {
   [[ -n ${TRAEFIK_PID:-} ]] && { kill "$TRAEFIK_PID" 2>/dev/null; wait "$TRAEFIK_PID" 2>/dev/null; }
   if [[ $KEEP != yes ]]; then
     for name in "${REPLICAS[@]}" log-output; do down "$(copy "$name")"; done
-    podman volume rm -f shared-claim log-claim >/dev/null 2>&1 || true
+    podman volume rm -f shared-claim backup-claim log-claim >/dev/null 2>&1 || true
     stop_postgres
   fi
   return 0

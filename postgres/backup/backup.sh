@@ -1,6 +1,7 @@
 #!/bin/sh
-# One backup of the PostgreSQL mode's count, as the CronJob postgres-backup
-# runs it (backup-cronjob.yaml, from the image postgres:17.9) and as
+# One backup of the count in PostgreSQL, as the CronJob postgres-backup runs
+# it (cronjob.yaml, from the database's own image: postgres:17.9 in
+# postgres/, the Cluster's PostgreSQL 18 in postgres-ha/) and as
 # ./test-backup.sh runs it on a real server: pg_dump's custom format of the
 # database, written beside its place, read back whole, renamed into
 # BACKUP_DIR; the newest BACKUP_KEEP kept. One line out; any failure exits

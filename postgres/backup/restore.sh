@@ -1,8 +1,8 @@
 #!/bin/sh
-# Restores a backup of the PostgreSQL mode's count (backup.sh's dumps), as
-# the Job postgres-restore runs it (k3d/restore.sh --postgres) and as
-# ./test-backup.sh runs it on a real server, never answering a number twice
-# (docs/contract.md, "Backups and restore"):
+# Restores a backup of the count in PostgreSQL (backup.sh's dumps), as the
+# Job postgres-restore runs it (k3d/restore.sh --postgres, either database
+# mode) and as ./test-backup.sh runs it on a real server, never answering a
+# number twice (docs/contract.md, "Backups and restore"):
 #   - a dump is older than the last answered ping, so the count is raised to
 #     the dump's count plus 10,000,000 (the highest rate pingpong could count
 #     at) for every second since the dump was taken, by the database's clock;
