@@ -17,10 +17,12 @@ source tests/need-postgres.sh
 echo "==> cargo build -p log-output (the backup's binary, beside pingpong's)"
 cargo build -p log-output --quiet
 echo "==> cargo test -p pingpong --test backup -- --ignored (one at a time: each starts its own processes)"
-cargo test -p pingpong --test backup -- --ignored --test-threads=1 --nocapture 2>&1 | tee .backup-suite.log
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test -p pingpong --test backup -- --ignored --test-threads=1 --nocapture 2>&1 | tee "$log" || true
 # The test runner's own summary, as the suite's last line.
-summary=$(grep -E '^test result:' .backup-suite.log | tail -n 1)
-rm -f .backup-suite.log
+summary=$(grep -E '^test result:' "$log" | tail -n 1 || true)
+[[ -n $summary ]] || { echo "0 passed, 1 failed (the tests did not build or run: above)"; exit 1; }
 passed=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$summary")
 failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
 echo "$passed passed, $failed failed"

@@ -128,6 +128,7 @@ if [ $mode = postgres ]; then
         kubectl apply -k $FOLDER                                                   # the claim again: it binds $1
       then k3d/restore.sh --postgres again.
 EOF
+    die "the dumps from before the loss are on the kept volume $1: give it back to the claim first (above); to restore from the new claim's dumps instead, delete the kept volume first (kubectl delete pv $1)"
   fi
 fi
 phase=$(kubectl -n "$NS" get pvc "$CLAIM" -o jsonpath='{.status.phase}' 2>/dev/null || true)

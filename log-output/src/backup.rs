@@ -83,12 +83,27 @@ pub enum BackupError {
         dir: PathBuf,
     },
     /// The backup is not whole or not ours; nothing was written.
-    #[error("backup {} is damaged: {why}; nothing was restored", .backup.display())]
+    #[error(
+        "backup {} is damaged: {why}; nothing was restored: name an older one with RESTORE_FROM (k3d/restore.sh --from)",
+        .backup.display()
+    )]
     Damaged {
         /// The backup's directory.
         backup: PathBuf,
         /// What is wrong.
         why: String,
+    },
+    /// The count is below the newest backup's: lost, or reset.
+    #[error(
+        "the count {count} is below the newest backup's ({newest}: {newest_count}): the data was lost or reset; no backup taken, so that the ones from before stay; restore one (k3d/restore.sh, log-output restore), or after a deliberate reset move the old backups away"
+    )]
+    WentBack {
+        /// The count now.
+        count: u64,
+        /// The newest backup's name.
+        newest: String,
+        /// Its count.
+        newest_count: u64,
     },
     /// The backup is dated after now: the clocks disagree, so the time since
     /// it cannot bound what was answered.
@@ -159,10 +174,20 @@ pub fn take(paths: &Paths, keep: NonZeroUsize, now: DateTime<Utc>) -> Result<Tak
     fs::create_dir_all(&paths.backup_dir).map_err(FileError::at(WHAT, &paths.backup_dir, "create it"))?;
     // One backup at a time in a directory (a CronJob's overlap, a hand run).
     let _lock = LockFile::of(WHAT, &paths.backup_dir.join("backups")).lock_exclusive()?;
-    // The time before the count: the restore's bound counts from here.
+    // The time before the count: the restore's bound counts from here. The
+    // log before the count too, so that no entry in it counts above it.
     let taken = millis(now);
-    let count = CounterFile::new(&paths.counter_file).read()?;
     let log = LogFile::new(&paths.log_file, u64::MAX).copy()?;
+    let count = CounterFile::new(&paths.counter_file).read()?;
+    // A count below the newest backup's is a loss (or a reset): a backup of
+    // it would become the newest, and in BACKUP_KEEP runs push out every
+    // backup from before. Refused, visibly, until someone decides.
+    if let Some(newest) = backups(&paths.backup_dir)?.pop() {
+        let newer = Backup::read(&paths.backup_dir.join(&newest))?;
+        if count < newer.count {
+            return Err(BackupError::WentBack { count, newest, newest_count: newer.count });
+        }
+    }
 
     let name = taken.format(NAME_FORMAT).to_string();
     let dir = paths.backup_dir.join(&name);
@@ -195,6 +220,8 @@ pub fn restore(
     floor: Option<u64>,
     now: DateTime<Utc>,
 ) -> Result<Restored, BackupError> {
+    // No backup is taken (and none pruned) while one is chosen and read.
+    let _lock = LockFile::of(WHAT, &paths.backup_dir.join("backups")).lock_shared()?;
     let name = match from {
         Some(name) => name.to_owned(),
         None => backups(&paths.backup_dir)?
@@ -476,7 +503,7 @@ mod tests {
         let e = restore(&v.paths, None, None, at(2)).unwrap_err();
         let message = e.to_string();
         assert!(message.contains("is damaged: output.log holds"), "{message}");
-        assert!(message.ends_with("nothing was restored"), "{message}");
+        assert!(message.contains("nothing was restored: name an older one with RESTORE_FROM"), "{message}");
         assert!(!v.paths.counter_file.exists() && !v.paths.log_file.exists(), "something was written");
     }
 
@@ -490,6 +517,36 @@ mod tests {
         assert!(message.contains("20261206T021000.123Z is damaged: backup.txt does not begin with"), "{message}");
         assert_eq!(message.lines().count(), 1);
         assert!(!v.paths.counter_file.exists());
+    }
+
+    #[test]
+    fn a_count_below_the_newest_backups_is_not_backed_up_and_pushes_nothing_out() {
+        let v = volume();
+        set_count(&v.paths, 90);
+        let _ = take(&v.paths, keep(1), at(0)).unwrap();
+        lose_everything(&v.paths);
+        let message = take(&v.paths, keep(1), at(1)).unwrap_err().to_string();
+        assert!(message.starts_with("the count 0 is below the newest backup's"), "{message}");
+        let names = backups(&v.paths.backup_dir).unwrap();
+        assert_eq!(names, [at(0).format(NAME_FORMAT).to_string()], "the backup from before stays");
+    }
+
+    #[test]
+    fn a_log_restore_cut_short_after_its_first_file_is_finished_when_run_again() {
+        let v = volume();
+        let rotated_log = LogFile::new(&v.paths.log_file, 100);
+        for s in 0..4 {
+            let _ = rotated_log.append(&Entry { at: at(s), id: Uuid::nil(), count: s as u64 }).unwrap();
+        }
+        let _ = take(&v.paths, keep(7), at(5)).unwrap();
+        let backup = log(&v.paths).copy().unwrap();
+        assert!(!backup.rotated.is_empty(), "the backup holds a rotated file");
+        lose_everything(&v.paths);
+        // A restore that wrote LOG_FILE.1 and stopped.
+        fs::create_dir_all(v.paths.log_file.parent().unwrap()).unwrap();
+        fs::write(v.paths.log_file.with_extension("log.1"), &backup.rotated).unwrap();
+        assert_eq!(restore(&v.paths, None, Some(9), at(6)).unwrap().log, LogRestored::Whole);
+        assert_eq!(log(&v.paths).copy().unwrap(), backup);
     }
 
     #[test]

@@ -208,7 +208,12 @@ impl LogFile {
     /// A file cannot be read, written, flushed or renamed.
     pub fn restore(&self, backup: &LogCopy) -> Result<LogRestored, LogError> {
         let _lock = self.lock.lock_exclusive()?;
-        let now = LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? };
+        let mut now = LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? };
+        // The rotated file is written first: equal to the backup's, it is an
+        // earlier restore that stopped before the current one, to be finished.
+        if !now.rotated.is_empty() && now.rotated == backup.rotated {
+            now.rotated.clear();
+        }
         let (rotated, mut current, restored) = if now.is_empty() {
             (backup.rotated.clone(), backup.current.clone(), LogRestored::Whole)
         } else {

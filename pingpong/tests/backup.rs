@@ -406,7 +406,8 @@ async fn postgres_negative_control_the_dumps_own_count_repeats_numbers() {
 }
 
 /// A dump cut short and an empty one are refused with one line, the row
-/// untouched; backups beyond `BACKUP_KEEP` are removed, oldest first.
+/// untouched; backups beyond `BACKUP_KEEP` are removed, oldest first; a
+/// count below the newest dump's is refused a backup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the backup suite: ./test-backup.sh"]
 async fn postgres_a_damaged_or_empty_dump_is_refused_and_the_row_untouched() {
@@ -435,4 +436,11 @@ async fn postgres_a_damaged_or_empty_dump_is_refused_and_the_row_untouched() {
         "no backup pingpong-20991231T235959.999Z.dump in",
     );
     assert_eq!(database.count(), 77, "the row untouched");
+
+    // A count below the newest dump's (a loss, a reset) is not dumped: it
+    // would push out the dumps from before.
+    let taken = database.script("backup.sh", &[]);
+    assert!(taken.ok, "{}", taken.stderr);
+    database.query("UPDATE pingpong_counter SET count = 5");
+    assert_refused_with_one_line(&database.script("backup.sh", &[]), "the count 5 is below the newest backup's");
 }

@@ -25,7 +25,9 @@ MAX_RATE=10000000
 
 dir=${BACKUP_DIR:-/backups}
 floor=${RESTORE_FLOOR:-}
-fail() { echo "restore: $*" >&2; exit 1; }
+fail() { printf 'restore: %s\n' "$*" >&2; exit 1; }
+first_line() { printf '%s\n' "$1" | head -n 1; }
+older="name an older one with RESTORE_FROM (k3d/restore.sh --from)"
 case $floor in *[!0-9]*) fail "RESTORE_FLOOR must be a whole number (every pong answered was below it), got '$floor'" ;; esac
 
 if [ -n "${RESTORE_FROM:-}" ]; then
@@ -49,7 +51,7 @@ esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 err=$(pg_restore --clean --if-exists --no-owner --no-privileges --file="$work/dump.sql" "$dir/$name" 2>&1) ||
-  fail "backup $dir/$name is damaged: $(echo "$err" | head -n 1); nothing was restored"
+  fail "backup $dir/$name is damaged: $(first_line "$err"); nothing was restored: $older"
 count=$(awk -F '\t' '/^COPY public\.pingpong_counter \(id, count\)/ { copy = 1; next } copy && $1 == "1" { print $2; exit }' "$work/dump.sql")
 case $count in '' | *[!0-9]*) fail "backup $dir/$name is damaged: it holds no count (table pingpong_counter, row 1); nothing was restored" ;; esac
 
@@ -98,5 +100,5 @@ COMMIT;
 \echo :line
 SQL
 out=$(psql --no-psqlrc --quiet --tuples-only --no-align -v taken="$taken" -v floor="$floor" -f "$work/restore.sql" 2>&1) ||
-  fail "backup $dir/$name was not restored: $(echo "$out" | grep -m 1 -E 'ERROR|FATAL|error' || echo "$out" | head -n 1)"
-echo "restored backup $name (count $count): $(echo "$out" | tail -n 1)"
+  fail "backup $dir/$name was not restored: $(printf '%s\n' "$out" | grep -m 1 -E 'ERROR|FATAL|error' || first_line "$out")"
+printf 'restored backup %s (count %s): %s\n' "$name" "$count" "$(printf '%s\n' "$out" | tail -n 1)"
