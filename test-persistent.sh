@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The persistence suite: deploy, ping, kill pods, and prove nothing was lost.
+# The persistence suite: deploy, ping, kill pods, and prove nothing was lost;
+# in the file mode also a backup and its restore after the volume is lost.
 #
 # Usage: ./test-persistent.sh [--podman] [--postgres | --ha] [--keep]
 #   (default)   against the current kubectl context (the k3d cluster of k3d/up.sh)
@@ -283,6 +284,31 @@ kill_storm() {
   check_clients
 }
 
+# The file mode's backups, by the manifests' CronJob and restore Job: a
+# backup, more pings, everything on the volume lost, the restore; the next
+# ping answers above every number answered before (none twice), and the
+# log's entries from before the backup are back.
+backup_restored() {
+  local answer first last highest i
+  first=$(get '/log?tail=1000' | head -n 1) || return 1
+  backend_backup || return 1
+  for ((i = 0; i < PINGS; i++)); do
+    answer=$(ping_once) || fail "ping $i after the backup was not answered" || return 1
+  done
+  highest=${answer#pong }
+  say "$PINGS pings after the backup, the last $answer"
+  backend_lose_data || return 1
+  backend_restore || return 1
+  eventually 120 "pingpong and the reader to answer again" settled ready || return 1
+  answer=$(ping_once) || fail "the first ping after the restore was not answered" || return 1
+  say "after the restore: $answer (every earlier answer was at most $highest)"
+  ((${answer#pong } > highest)) || fail "a number answered before was answered again" || return 1
+  eventually 30 "the log's first entry back in /log" log_begins_with "$first" || return 1
+  last=$(get '/log?tail=1' | tail -n 1)
+  say "the log begins with its old first entry again; now: $last"
+}
+log_begins_with() { [[ $(get '/log?tail=1000' | head -n 1) == "$1" ]]; }
+
 security() { backend_security; }
 
 # metric TEXT NAME: the value of the sample NAME (no labels) in TEXT.
@@ -456,6 +482,9 @@ if ((failed == 0)); then
   if [[ $MODE == ha ]]; then
     step "the primary's pod deleted under load: answered again after the failover, nothing repeated" primary_deleted
     step "the primary's node stopped under load: answered again after the failover, nothing repeated" primary_node_lost
+  fi
+  if [[ $MODE == file ]]; then
+    step "a backup, more pings, everything on the volume lost, the restore: no number twice, the log back" backup_restored
   fi
   step "containers run as non-root with read-only root filesystems" security
   step "every process's /metrics answers in its pod; pingpong_pings is its count" metrics

@@ -86,6 +86,28 @@ backend_explain() {
     k logs --tail 4 "$pod"
   done
 }
+# The file mode's backups on k3d: a Job made from the CronJob file-backup
+# (as its schedule would), the shared volume's directory on agent-0
+# emptied with the apps stopped, then k3d/restore.sh (which starts them
+# again).
+backend_backup() {
+  k delete job backup-now --ignore-not-found >/dev/null
+  k create job backup-now --from=cronjob/file-backup >/dev/null || return 1
+  k wait --for=condition=complete job/backup-now --timeout=120s >/dev/null ||
+    { k logs job/backup-now >&2; fail "the backup Job did not complete"; return 1; }
+  k logs job/backup-now | sed 's/^/    | /'
+  k delete job backup-now >/dev/null
+}
+backend_lose_data() {
+  k scale deployment/pingpong deployment/log-output --replicas=0 >/dev/null || return 1
+  k wait --for=delete pod -l 'app.kubernetes.io/name in (pingpong,log-output)' --timeout=120s >/dev/null 2>&1 || true
+  docker exec k3d-k3s-default-agent-0 find /tmp/kube -mindepth 1 -delete || return 1
+  say "deleted everything in /tmp/kube on k3d-k3s-default-agent-0"
+}
+backend_restore() {
+  k3d/restore.sh >"$WORK/restore.out" 2>&1 || { cat "$WORK/restore.out" >&2; return 1; }
+  grep '^restored backup' "$WORK/restore.out" | sed 's/^/    | /'
+}
 backend_security() {
   local labels ok=0 line
   labels=$(kubectl get namespace "$NS" -o jsonpath='{.metadata.labels.pod-security\.kubernetes\.io/enforce}')

@@ -13,6 +13,14 @@ cannot do, or what is not there on one machine, is changed in the copies:
   balances over the pingpong pods as the Service would) instead of
   pingpong-svc:2345; log-output's claim is played on its own, once (podman
   refuses to play a file with a claim whose volume exists).
+- the file mode's backups: `kube play` runs no CronJob or Job, so the
+  CronJob file-backup's pod and the restore Job's pod
+  (k3d/restore-file-job.yaml) are written as Pods of their own, as the Job
+  controller would make them, to be played once each; the restore's
+  RESTORE_FROM and RESTORE_FLOOR, optional keys of a ConfigMap that
+  k3d/restore.sh makes, are left out (podman 4.3 refuses a missing
+  ConfigMap even where the reference is optional): the newest backup and
+  the rule by time, as the script's defaults.
 Usage: python tests/persistent/podman-copies.py MODE OUT_DIR [--database-port N
        --password P --ingress URL]     (MODE: file or postgres; needs PyYAML)
 """
@@ -80,3 +88,20 @@ if args.mode == "postgres":
     (args.out / "log-claim.yaml").write_text(yaml.safe_dump(claim, sort_keys=False))
     print("  log-claim.yaml: PersistentVolumeClaim log-claim")
 write("log-output", log_output)
+
+
+def pod_of(name, template, drop_env=()):
+    """A Job's pod, as the Job controller makes it from `template`."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {**template["metadata"], "name": name},
+           "spec": yaml.safe_load(yaml.safe_dump(template["spec"]))}
+    for container in pod["spec"]["containers"]:
+        container["env"] = [v for v in container.get("env", []) if v["name"] not in drop_env]
+    (args.out / f"{name}.yaml").write_text(yaml.safe_dump(pod, sort_keys=False))
+    print(f"  {name}.yaml: the pod of {template['metadata']['labels']['app.kubernetes.io/name']}")
+
+
+if args.mode == "file":
+    [cronjob] = [d for d in documents("backup-cronjob.yaml") if d["kind"] == "CronJob"]
+    pod_of("file-backup", cronjob["spec"]["jobTemplate"]["spec"]["template"])
+    [job] = [d for d in yaml.safe_load_all((ROOT / "k3d" / "restore-file-job.yaml").read_text()) if d]
+    pod_of("file-restore", job["spec"]["template"], drop_env=("RESTORE_FROM", "RESTORE_FLOOR"))

@@ -158,6 +158,30 @@ backend_explain() {
     podman logs --tail 4 "$name-pod-0-pingpong" 2>&1
   done
 }
+# The file mode's backups, by the manifests' own pods (podman-copies.py
+# writes them as Pods): one played, waited for, its one line printed.
+run_job_pod() {
+  local status
+  play "$(copy "$1")" || return 1
+  status=$(podman wait "$1-$2") || return 1
+  podman logs "$1-$2" 2>&1 | tail -n 3 | sed 's/^/    | /'
+  podman pod rm -f "$1" >/dev/null 2>&1
+  [[ $status == 0 ]] || fail "$1 exited $status" || return 1
+}
+backend_backup() { run_job_pod file-backup backup; }
+# Everything the apps wrote on the shared volume deleted, with them stopped
+# (as the restore wants them): the count, its lock, the log.
+backend_lose_data() {
+  local volume
+  for name in "${REPLICAS[@]}" log-output; do down "$(copy "$name")"; done
+  volume=$(podman volume inspect shared-claim --format '{{.Mountpoint}}') || return 1
+  find "$volume" -mindepth 1 -delete
+  say "deleted everything in the shared volume ($(find "$volume" -mindepth 1 | wc -l) files left)"
+}
+backend_restore() {
+  run_job_pod file-restore restore || return 1
+  play "$(copy pingpong)" && play "$(copy log-output)"
+}
 backend_security() {
   local name user running ro caps ok=0
   for name in pingpong-pod-0-pingpong log-output-pod-0-writer log-output-pod-0-reader; do
