@@ -65,6 +65,18 @@ fn count_in(line: &str) -> u64 {
     rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
 }
 
+/// Takes a backup between two reads of the count: its count lies between
+/// them (one moment, read exactly, under load); returns it.
+fn backup_between(count: impl Fn() -> u64, backup: impl FnOnce() -> Ran) -> u64 {
+    let before = count();
+    let taken = backup();
+    assert!(taken.ok, "backup taken: {}", taken.stderr);
+    let after = count();
+    let held = count_in(&taken.stdout);
+    assert!(before <= held && held <= after, "a backup under load is one moment: {before} <= {held} <= {after}");
+    held
+}
+
 /// A negative control's verdict: the backup's own count hands out again
 /// the numbers answered after the backup, and the checker sees them.
 fn assert_the_checker_finds_repeats(seen: &Seen) {
@@ -186,12 +198,7 @@ async fn file_mode_a_backup_taken_under_load_is_exact_and_whole() {
     let load = Load::start(8, Arc::new(RwLock::new(vec![pingpong.url("")])));
     load.grows(200).await;
     for _ in 0..5 {
-        let before = volume.count();
-        let taken = volume.log_output("backup", &[]);
-        assert!(taken.ok, "backup taken: {}", taken.stderr);
-        let after = volume.count();
-        let count = count_in(&taken.stdout);
-        assert!(before <= count && count <= after, "{before} <= {count} <= {after}");
+        let _ = backup_between(|| volume.count(), || volume.log_output("backup", &[]));
         load.grows(50).await;
     }
     let seen = load.stop().await;
@@ -362,12 +369,7 @@ async fn lose_and_restore_database(restore_env: &[(&str, &str)]) -> (Arc<Seen>, 
     let load = Load::start(8, urls.clone());
     load.grows(300).await;
 
-    let before = database.count();
-    let taken = database.script("backup.sh", &[]);
-    assert!(taken.ok, "backup taken: {}", taken.stderr);
-    let after = database.count();
-    let count = count_in(&taken.stdout);
-    assert!(before <= count && count <= after, "a dump under load is one moment: {before} <= {count} <= {after}");
+    let _ = backup_between(|| database.count(), || database.script("backup.sh", &[]));
     load.grows(300).await;
 
     pingpong.kill();
