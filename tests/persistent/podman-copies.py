@@ -16,11 +16,11 @@ cannot do, or what is not there on one machine, is changed in the copies:
 - the file mode's backups: `kube play` runs no CronJob or Job, so the
   CronJob file-backup's pod and the restore Job's pod
   (k3d/restore-file-job.yaml) are written as Pods of their own, as the Job
-  controller would make them, to be played once each; the restore's
-  RESTORE_FROM and RESTORE_FLOOR, optional keys of a ConfigMap that
-  k3d/restore.sh makes, are left out (podman 4.3 refuses a missing
-  ConfigMap even where the reference is optional): the newest backup and
-  the rule by time, as the script's defaults.
+  controller would make them, to be played once each. The restore's
+  RESTORE_FROM and RESTORE_FLOOR stay references to optional keys of the
+  ConfigMap `restore`, which k3d/restore.sh makes and nothing makes here:
+  podman 4.3 leaves them unset, as Kubernetes does (tried: the container
+  starts without them), so the newest backup and the rule by time.
 Usage: python tests/persistent/podman-copies.py MODE OUT_DIR [--database-port N
        --password P --ingress URL]     (MODE: file or postgres; needs PyYAML)
 """
@@ -90,12 +90,10 @@ if args.mode == "postgres":
 write("log-output", log_output)
 
 
-def pod_of(name, template, drop_env=()):
+def pod_of(name, template):
     """A Job's pod, as the Job controller makes it from `template`."""
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {**template["metadata"], "name": name},
-           "spec": yaml.safe_load(yaml.safe_dump(template["spec"]))}
-    for container in pod["spec"]["containers"]:
-        container["env"] = [v for v in container.get("env", []) if v["name"] not in drop_env]
+           "spec": template["spec"]}
     (args.out / f"{name}.yaml").write_text(yaml.safe_dump(pod, sort_keys=False))
     print(f"  {name}.yaml: the pod of {template['metadata']['labels']['app.kubernetes.io/name']}")
 
@@ -104,4 +102,4 @@ if args.mode == "file":
     [cronjob] = [d for d in documents("backup-cronjob.yaml") if d["kind"] == "CronJob"]
     pod_of("file-backup", cronjob["spec"]["jobTemplate"]["spec"]["template"])
     [job] = [d for d in yaml.safe_load_all((ROOT / "k3d" / "restore-file-job.yaml").read_text()) if d]
-    pod_of("file-restore", job["spec"]["template"], drop_env=("RESTORE_FROM", "RESTORE_FLOOR"))
+    pod_of("file-restore", job["spec"]["template"])
