@@ -195,7 +195,7 @@ impl LogFile {
     /// A file exists but cannot be read, or the lock not taken.
     pub fn copy(&self) -> Result<LogCopy, LogError> {
         let _lock = self.lock.lock_shared()?;
-        Ok(LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? })
+        self.read_both()
     }
 
     /// Puts a backup's log back, under the log's lock, never dropping an
@@ -208,26 +208,23 @@ impl LogFile {
     /// A file cannot be read, written, flushed or renamed.
     pub fn restore(&self, backup: &LogCopy) -> Result<LogRestored, LogError> {
         let _lock = self.lock.lock_exclusive()?;
-        let mut now = LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? };
+        let mut now = self.read_both()?;
         // The rotated file is written first: equal to the backup's, it is an
         // earlier restore that stopped before the current one, to be finished.
         if !now.rotated.is_empty() && now.rotated == backup.rotated {
             now.rotated.clear();
         }
-        let (rotated, mut current, restored) = if now.is_empty() {
-            (backup.rotated.clone(), backup.current.clone(), LogRestored::Whole)
+        let backup_last = backup.entries().last().map(|entry| entry.at);
+        let first_now = now.entries().first().map(|entry| entry.at);
+        let newer = backup_last.zip(first_now).is_none_or(|(backup_last, first_now)| first_now > backup_last);
+        let restored = if now.is_empty() {
+            LogRestored::Whole
+        } else if now.rotated.is_empty() && newer {
+            LogRestored::Before
         } else {
-            let backup_last = backup.entries().last().map(|entry| entry.at);
-            let first_now = now.entries().first().map(|entry| entry.at);
-            let newer = match (backup_last, first_now) {
-                (Some(backup_last), Some(first_now)) => first_now > backup_last,
-                _ => true,
-            };
-            if !now.rotated.is_empty() || !newer {
-                return Ok(LogRestored::Kept);
-            }
-            (backup.rotated.clone(), backup.current.clone(), LogRestored::Before)
+            return Ok(LogRestored::Kept);
         };
+        let mut current = backup.current.clone();
         if restored == LogRestored::Before {
             // A backup that ends in a torn entry must not swallow the first
             // line of what follows it.
@@ -236,11 +233,16 @@ impl LogFile {
             }
             current.extend_from_slice(&now.current);
         }
-        if !rotated.is_empty() {
-            self.replace(&self.rotated, &rotated)?;
+        if !backup.rotated.is_empty() {
+            self.replace(&self.rotated, &backup.rotated)?;
         }
         self.replace(&self.path, &current)?;
         Ok(restored)
+    }
+
+    /// Both files as they are, missing ones empty; the caller holds the lock.
+    fn read_both(&self) -> Result<LogCopy, LogError> {
+        Ok(LogCopy { rotated: read_or_empty(&self.rotated)?, current: read_or_empty(&self.path)? })
     }
 
     fn replace(&self, path: &Path, bytes: &[u8]) -> Result<(), LogError> {
