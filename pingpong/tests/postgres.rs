@@ -133,6 +133,14 @@ async fn the_database_stopped_ended_or_crashed_under_load_costs_refusals_not_num
                 db.start_again();
             }
             "terminate" => {
+                // Both replicas hold sessions again after the restart
+                // before they are ended (a replica may still be
+                // reconnecting when the other has answered 200 pings).
+                let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pingpong'";
+                eventually("two pingpong sessions", || async {
+                    (db.psql(sessions).parse::<usize>().unwrap_or(0) >= 2).then_some(())
+                })
+                .await;
                 let ended = db.terminate("pingpong");
                 assert!(ended >= 2, "{ended} sessions ended");
             }
