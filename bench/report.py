@@ -11,9 +11,15 @@ import sys
 
 results_path, md_path, svg_path = sys.argv[1:4]
 r = {}
+# The commits compared against, by name (bench/run.sh's BASELINE, QUEUED_REV, DIRECT_REV).
+revs = {}
 for line in open(results_path):
     key, _, value = line.rstrip("\n").partition("\t")
+    if key.startswith("rev_"):
+        revs[key[4:]] = value
+        continue
     r[key] = float(value) if value else float("nan")
+baseline, queued_rev, direct_rev = (f"`{revs.get(k, '?')}`" for k in ("baseline", "queued", "direct"))
 
 CONNECTIONS = [1, 4, 16, 64, 256]
 # Rounds per count in the connection table (results recorded before it was
@@ -68,6 +74,7 @@ def ratios(a, b, at):
 
 
 vs_redis = ratios("pp", "redis", "50")
+vs_nginx_50, vs_nginx_256 = ratios("healthz", "nginx", "50"), ratios("healthz", "nginx", "c256")
 tp = median_of(vs_redis)
 
 rows = [
@@ -79,8 +86,14 @@ rows = [
     row("GET /healthz, 50 connections, same server (req/s, median of 5): the HTTP ceiling",
         f"{r['healthz_rps_50']:,.0f}", f"/pingpong: {r['pp_rps_50']:,.0f}", f"{r['pp_rps_50'] / r['healthz_rps_50']:.2f}x",
         "", None),
-    row(f"GET /pingpong, 50 connections, with metrics (scraped every second) vs without (req/s, medians; ratio: median of {len(pairs)} rounds' ratios, which ranged {pairs[0]:.2f}x to {pairs[-1]:.2f}x; the same binary against itself, the noise floor: {median_of(control):.2f}x, ranging {control[0]:.2f}x to {control[-1]:.2f}x)",
-        f"{r['pp_rps_50_metrics']:,.0f}", f"built without the metrics feature: {r['pp_rps_50_baseline']:,.0f}",
+    row(f"GET /healthz against nginx `return 200` (2 workers), 50 connections (req/s, medians; ratio: median of the {len(vs_nginx_50)} rounds' ratios, {vs_nginx_50[0]:.2f}x to {vs_nginx_50[-1]:.2f}x)",
+        f"{r['healthz_rps_50']:,.0f}", f"nginx: {r['nginx_rps_50']:,.0f}", f"{median_of(vs_nginx_50):.2f}x",
+        "at least 0.85x", median_of(vs_nginx_50) >= 0.85),
+    row(f"GET /healthz against nginx, 256 connections (median of the {len(vs_nginx_256)} rounds' ratios, {vs_nginx_256[0]:.2f}x to {vs_nginx_256[-1]:.2f}x)",
+        f"{r['healthz_rps_c256']:,.0f}", f"nginx: {r['nginx_rps_c256']:,.0f}", f"{median_of(vs_nginx_256):.2f}x",
+        "at least 0.85x", median_of(vs_nginx_256) >= 0.85),
+    row(f"GET /pingpong, 50 connections, against the build of {baseline} (both scraped every second; req/s, medians; ratio: median of {len(pairs)} rounds' ratios, which ranged {pairs[0]:.2f}x to {pairs[-1]:.2f}x; that build against itself, the noise floor: {median_of(control):.2f}x, ranging {control[0]:.2f}x to {control[-1]:.2f}x)",
+        f"{r['pp_rps_50_metrics']:,.0f}", f"{baseline}: {r['pp_rps_50_baseline']:,.0f}",
         f"{cost:.2f}x", "at least 0.97x", cost >= 0.97),
     row("one connection, p50 latency (median of 3)", f"{r['pp_p50_1']:.3f} ms", f"Redis INCR: {r['redis_p50_1']:.3f} ms",
         f"{lat:.2f}x", "at most 1.5x", lat <= 1.5),
@@ -100,12 +113,13 @@ def verdict(rounds):
 
 
 detail = [
-    "| connections | pingpong (file) req/s | Redis INCR req/s | pingpong / Redis | `/healthz` req/s | `/healthz` / Redis: the most any `/pingpong` could reach | pingpong / `/healthz` | pingpong (PostgreSQL) req/s |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| connections | pingpong (file) req/s | Redis INCR req/s | pingpong / Redis | `/healthz` req/s | `/healthz` / Redis: the most any `/pingpong` could reach | pingpong / `/healthz` | nginx req/s | `/healthz` / nginx | pingpong (PostgreSQL) req/s |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ] + [
     f"| {c} | {r[f'pp_rps_c{c}']:,.0f} | {r[f'redis_rps_c{c}']:,.0f} | {verdict(ratios('pp', 'redis', f'c{c}'))} "
     f"| {r[f'healthz_rps_c{c}']:,.0f} | {verdict(ratios('healthz', 'redis', f'c{c}'))} "
-    f"| {verdict(ratios('pp', 'healthz', f'c{c}'))} | {r[f'pg_rps_c{c}']:,.0f} |"
+    f"| {verdict(ratios('pp', 'healthz', f'c{c}'))} | {r[f'nginx_rps_c{c}']:,.0f} | {verdict(ratios('healthz', 'nginx', f'c{c}'))} "
+    f"| {r[f'pg_rps_c{c}']:,.0f} |"
     for c in CONNECTIONS
 ]
 # Where even the HTTP ceiling is below Redis, no commit design reaches 1.0x.
@@ -215,13 +229,14 @@ Load: `wrk` for HTTP, `redis-benchmark -t incr` for Redis.
 
 {chr(10).join(detail)}
 
-Each count ran {connection_rounds} rounds of five sides in a rotated order (this pingpong,
+Each count ran {connection_rounds} rounds of six sides in a rotated order (this pingpong,
 the design it replaced, the direct commit alone: see "The commit design",
-Redis, `/healthz`); ratios are the
+Redis, `/healthz`, nginx's `return 200`); ratios are the
 medians of the rounds' ratios (their range in brackets), the req/s columns
 the medians of the runs. `/healthz` is the same server answering without
 counting, so it is the most any design of `/pingpong` on this HTTP stack can
-serve at that count. {ceiling_text}
+serve at that count; nginx (Debian's `nginx-light`, two workers, no access
+log) is what an HTTP server's request costs on this machine. {ceiling_text}
 
 ## Where the CPU goes
 
@@ -240,20 +255,20 @@ The chosen design has two parts, both only while at most four connections
 are open (with more, every ping takes the replaced design's path):
 - a lone ping (no other ping in flight, the commit worker idle with nothing
   queued) is committed by its own request, on its own thread, with no
-  hand-off to the worker and back (the `direct-commit` feature);
+  hand-off to the worker and back ("try alone" in `pingpong/src/commit/pace.rs`);
 - after answering a group of two or more pings, the worker waits up to
   200 µs for that group to be back, so that the group shares the next flush
   with the pings that queued meanwhile instead of taking turns with them
-  (the `regroup` feature).
+  ("hold for the group", the same file).
 
 Against the design it replaced, every ping handed to the worker as soon as
-it queues (pingpong built without either feature), in the same rounds and
+it queues (a build of {queued_rev}, the commit before the direct commit), in the same rounds and
 connection runs as above. Targets are issue 19's.
 
 {chr(10).join(design)}
 
 Each part on its own, in the same connection runs (the direct commit alone:
-pingpong built without `regroup`):
+a build of {direct_rev}, the commit before the wait for the group):
 
 {chr(10).join(parts)}
 

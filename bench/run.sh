@@ -2,27 +2,31 @@
 # The benchmarks, side by side with the alternative, in one run:
 #   1. GET /pingpong over 50 connections (wrk) vs Redis INCR, appendfsync
 #      always, 50 clients (redis-benchmark): requests/s; and the same server's
-#      GET /healthz, the HTTP ceiling here
+#      GET /healthz, the HTTP ceiling here, against nginx's `return 200`
+#      (Debian's nginx-light, 2 workers: the HTTP anchor)
 #   2. the same over one connection: p50 latency
 #   3. throughput against connections (1, 4, 16, 64, 256): this pingpong, the
-#      designs it replaced (8.), Redis and /healthz in 5 rotated rounds per
+#      designs it replaced (8.), Redis, /healthz and nginx in 5 rotated rounds per
 #      count (CONNECTION_ROUNDS); plotted
 #   3b. CPU per request by thread (bench/cpu.py): /pingpong, /healthz and
 #      Redis at 50 and 256 connections, with the pings per commit
 #   4. the reader's GET / with a 1 GiB log vs a 1 KiB log: p50, and its peak RSS
 #   5. footprint: image sizes, idle RSS, start to /readyz 200
 #   6. one increment alone: in place, replace-by-rename, Redis's append
-#   7. the cost of metrics: GET /pingpong, 50 connections, this pingpong
-#      (scraped every second) vs the same code built without its `metrics`
-#      feature (recording compiled out), and that build against a second copy
-#      of itself (an A/A control: the noise floor), in 10 rounds of the three
-#      (the order rotated): medians of the rounds' ratios
+#   7. against the code before the last redesign: GET /pingpong, 50
+#      connections, this pingpong vs the same bench's build of $BASELINE
+#      (default 490d45e, the commit before issue 28's), and that build against
+#      a second copy of itself (an A/A control: the noise floor), in 10 rounds
+#      of the three (the order rotated): medians of the rounds' ratios
 #   8. the commit design (issue 19): a lone ping committed by its own request
 #      and a worker that waits for the group it answered (the chosen design)
 #      against the one it replaced, every ping handed to the commit worker
-#      (pingpong built without its `direct-commit` and `regroup` features),
-#      in the same rounds as 1-3, and in the connection table also against
-#      the direct commit alone (built without `regroup`)
+#      (a build of $QUEUED_REV, default db3bb8a^, the commit before the
+#      direct commit), in the same rounds as 1-3, and in the connection table
+#      also against the direct commit alone (a build of $DIRECT_REV, default
+#      27de1ad^, the commit before the wait for the group). Designs are
+#      compared as builds of earlier commits (git worktree), never as
+#      switches in the product's code.
 #   9. the PostgreSQL store, on a PostgreSQL of its own (Debian's): pingpong on
 #      it vs the usual solution, one transaction per request (pgbench -M
 #      prepared, the same UPDATE … RETURNING), and vs pingpong on the file, at
@@ -30,19 +34,21 @@
 #      against connections, with and without the worker's wait for its group
 #      (5 rotated rounds per count)
 # Prints a table and writes docs/benchmarks.md and docs/throughput.svg.
-# Usage: bench/run.sh          (installs wrk, redis-server, podman, postgresql if missing;
-#                               DURATION=seconds per wrk run, default 6)
+# Usage: bench/run.sh          (installs wrk, redis-server, nginx-light, podman, postgresql if missing;
+#                               DURATION=seconds per wrk run, default 6; BASELINE, QUEUED_REV,
+#                               DIRECT_REV: the commits to compare against, see 7. and 8.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-6}
 OUT=bench/out
 PP_PORT=3901 READER_PORT=3902 REDIS_PORT=6391 BASE_PORT=3905 CONTROL_PORT=3906 PG_PP_PORT=3907 PG_PORT=5491
-QUEUED_PORT=3908 DIRECT_PORT=3909 PG_QUEUED_PORT=3910
+QUEUED_PORT=3908 DIRECT_PORT=3909 PG_QUEUED_PORT=3910 NGINX_PORT=3911
+BASELINE=${BASELINE:-490d45e} QUEUED_REV=${QUEUED_REV:-db3bb8a^} DIRECT_REV=${DIRECT_REV:-27de1ad^}
 step() { printf '==> %s\n' "$*" >&2; }
 
 need=()
-for cmd in wrk:wrk redis-server:redis-server redis-benchmark:redis-tools podman:podman runc:runc; do
+for cmd in wrk:wrk redis-server:redis-server redis-benchmark:redis-tools nginx:nginx-light podman:podman runc:runc; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || need+=(postgresql)
@@ -58,23 +64,28 @@ TARGET=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_direc
 BIN=$TARGET/release
 export BIN
 
-step "cargo build --release of pingpong without its metrics feature (recording compiled out)"
-CARGO_TARGET_DIR=$TARGET/bench-no-metrics cargo build --release --quiet -p pingpong --no-default-features \
-  --features direct-commit,regroup --bin pingpong
-BASE_BIN=$TARGET/bench-no-metrics/release/pingpong
-step "cargo build --release of pingpong without its regroup feature (the direct commit alone)"
-CARGO_TARGET_DIR=$TARGET/bench-direct cargo build --release --quiet -p pingpong --no-default-features \
-  --features metrics,direct-commit --bin pingpong
-DIRECT_BIN=$TARGET/bench-direct/release/pingpong
-step "cargo build --release of pingpong without its direct-commit and regroup features (the design it replaced: every ping through the worker)"
-CARGO_TARGET_DIR=$TARGET/bench-queued cargo build --release --quiet -p pingpong --no-default-features \
-  --features metrics --bin pingpong
-QUEUED_BIN=$TARGET/bench-queued/release/pingpong
+# pingpong as it was at REV, built in a git worktree of its own: prints the
+# binary's path.
+build_at() { # NAME REV
+  local src=$TARGET/bench-src/$1
+  git worktree remove --force "$src" 2>/dev/null || rm -rf "$src"
+  git worktree prune
+  git worktree add --quiet --detach "$src" "$2"
+  step "cargo build --release of pingpong at $2 ($1)"
+  CARGO_TARGET_DIR=$TARGET/bench-$1 cargo build --release --quiet --manifest-path "$src/Cargo.toml" -p pingpong --bin pingpong
+  echo "$TARGET/bench-$1/release/pingpong"
+}
+BASE_BIN=$(build_at baseline "$BASELINE")
+DIRECT_BIN=$(build_at direct "$DIRECT_REV")
+QUEUED_BIN=$(build_at queued "$QUEUED_REV")
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 results=$OUT/results.tsv
 : >"$results"
 record() { printf '%s\t%s\n' "$1" "$2" >>"$results"; }
+record rev_baseline "$(git rev-parse --short "$BASELINE")"
+record rev_queued "$(git rev-parse --short "$QUEUED_REV")"
+record rev_direct "$(git rev-parse --short "$DIRECT_REV")"
 
 # Whatever else runs skews every figure (seen: a stray test process holding
 # one of the two cores for a quarter of an hour). How busy the machine is
@@ -98,6 +109,7 @@ as_postgres() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  [[ -f $OUT/nginx/nginx.pid ]] && kill "$(cat "$OUT/nginx/nginx.pid")" 2>/dev/null
   [[ -f $OUT/pg/data/postmaster.pid ]] && as_postgres "$PG_BIN/pg_ctl" -D "$OUT/pg/data" -m immediate stop >/dev/null 2>&1
   return 0
 }
@@ -125,7 +137,25 @@ COUNTER_FILE=$OUT/queued/counter.txt PORT=$QUEUED_PORT RUST_LOG=warn "$QUEUED_BI
 COUNTER_FILE=$OUT/direct/counter.txt PORT=$DIRECT_PORT RUST_LOG=warn "$DIRECT_BIN" & pids+=($!)
 redis-server --port "$REDIS_PORT" --dir "$PWD/$OUT/redis" --appendonly yes --appendfsync always --save '' \
   --daemonize yes --logfile "$PWD/$OUT/redis/log"
+# nginx answering `return 200` with two workers (one per core), no access
+# log: what an HTTP server's request costs here, the anchor for /healthz.
+mkdir -p "$OUT/nginx"
+cat >"$OUT/nginx/nginx.conf" <<CONF
+worker_processes 2;
+pid $PWD/$OUT/nginx/nginx.pid;
+error_log $PWD/$OUT/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+nginx -c "$PWD/$OUT/nginx/nginx.conf" -p "$PWD/$OUT/nginx"
 wait_http "http://127.0.0.1:$PP_PORT/readyz"
+wait_http "http://127.0.0.1:$NGINX_PORT/"
 wait_http "http://127.0.0.1:$QUEUED_PORT/readyz"
 wait_http "http://127.0.0.1:$DIRECT_PORT/readyz"
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
@@ -150,9 +180,13 @@ for round in 1 2 3 4 5; do
       *) rps=$(redis_csv 50 300000 | cut -d, -f2) && echo "$rps" >>"$OUT/redis_rps_50" && record "redis_rps_50_r$round" "$rps" ;;
     esac
   done
-  wrk_rps 50 "$DURATION" "http://127.0.0.1:$PP_PORT/healthz" >>"$OUT/healthz_rps_50"
+  rps=$(wrk_rps 50 "$DURATION" "http://127.0.0.1:$PP_PORT/healthz") && echo "$rps" >>"$OUT/healthz_rps_50" &&
+    record "healthz_rps_50_r$round" "$rps"
+  rps=$(wrk_rps 50 "$DURATION" "http://127.0.0.1:$NGINX_PORT/") && echo "$rps" >>"$OUT/nginx_rps_50" &&
+    record "nginx_rps_50_r$round" "$rps"
   wrk_rps 50 "$DURATION" "http://127.0.0.1:$QUEUED_PORT/healthz" >>"$OUT/queued_healthz_rps_50"
 done
+record nginx_rps_50 "$(median <"$OUT/nginx_rps_50")"
 record pp_rps_50 "$(median <"$OUT/pp_rps_50")"
 record queued_rps_50 "$(median <"$OUT/queued_rps_50")"
 record healthz_rps_50 "$(median <"$OUT/healthz_rps_50")"
@@ -171,8 +205,8 @@ record queued_p50_1 "$(median <"$OUT/queued_p50_1")"
 
 # Per connection count, $CONNECTION_ROUNDS rounds of five sides, the order
 # rotated each round: this pingpong, the design it replaced (queued), the
-# direct commit alone (direct), Redis, and this pingpong's /healthz (the HTTP
-# ceiling at that count). Verdicts are medians of the rounds' ratios, as at
+# direct commit alone (direct), Redis, this pingpong's /healthz (the HTTP
+# ceiling at that count) and nginx (the HTTP anchor). Verdicts are medians of the rounds' ratios, as at
 # 50 connections.
 redis_requests() { # CLIENTS: about 4 s of INCR here
   case $1 in 1) echo 20000 ;; 4) echo 50000 ;; 16) echo 150000 ;; 64) echo 300000 ;; *) echo 450000 ;; esac
@@ -183,6 +217,7 @@ side_rps() { # SIDE CONNECTIONS: one run of about 4 s, requests/s
     queued) wrk_rps "$2" 4 "$QUEUED_PING" ;;
     direct) wrk_rps "$2" 4 "$DIRECT_PING" ;;
     healthz) wrk_rps "$2" 4 "$HEALTHZ" ;;
+    nginx) wrk_rps "$2" 4 "http://127.0.0.1:$NGINX_PORT/" ;;
     redis) redis_csv "$2" "$(redis_requests "$2")" | cut -d, -f2 ;;
     pg) wrk_rps "$2" 4 "$PG_PING" ;;
     pgqueued) wrk_rps "$2" 4 "$PG_QUEUED_PING" ;;
@@ -210,9 +245,9 @@ against_connections() { # SIDE...: at each count, $CONNECTION_ROUNDS rounds of t
     for side in "${sides[@]}"; do record "${side}_rps_c$c" "$(median <"$OUT/${side}_rps_c$c")"; done
   done
 }
-step "throughput against connections ($CONNECTION_ROUNDS rounds per count: pingpong, queued, direct, Redis, /healthz)"
+step "throughput against connections ($CONNECTION_ROUNDS rounds per count: pingpong, queued, direct, Redis, /healthz, nginx)"
 HEALTHZ=http://127.0.0.1:$PP_PORT/healthz
-against_connections pp queued direct redis healthz
+against_connections pp queued direct redis healthz nginx
 
 # Why /pingpong stays below /healthz: the CPU each request costs, by thread
 # (the runtime's HTTP threads, the commit thread), against /healthz and
@@ -236,13 +271,17 @@ for c in 50 256; do
   done
 done
 
-step "the cost of metrics: /pingpong, 50 connections, with (scraped every second), without, and without again (10 rounds)"
+step "against $BASELINE: /pingpong, 50 connections, this pingpong (scraped every second), $BASELINE, and $BASELINE again (10 rounds)"
 mkdir -p "$OUT/baseline" "$OUT/control"
 COUNTER_FILE=$OUT/baseline/counter.txt PORT=$BASE_PORT RUST_LOG=warn "$BASE_BIN" & pids+=($!)
 COUNTER_FILE=$OUT/control/counter.txt PORT=$CONTROL_PORT RUST_LOG=warn "$BASE_BIN" & pids+=($!)
 wait_http "http://127.0.0.1:$BASE_PORT/readyz"
 wait_http "http://127.0.0.1:$CONTROL_PORT/readyz"
-while :; do curl -fs "http://127.0.0.1:$PP_PORT/metrics" >/dev/null; sleep 1; done & pids+=($!)
+# Each side scraped every second, as Prometheus would.
+while :; do
+  for port in "$PP_PORT" "$BASE_PORT" "$CONTROL_PORT"; do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null; done
+  sleep 1
+done & pids+=($!)
 declare -A side_url=([metrics]=$PING [baseline]=http://127.0.0.1:$BASE_PORT/pingpong
   [control]=http://127.0.0.1:$CONTROL_PORT/pingpong)
 for side in baseline control; do wrk_rps 50 2 "${side_url[$side]}" >/dev/null; done # warm-up

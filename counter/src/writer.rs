@@ -95,6 +95,20 @@ impl CounterWriter {
         self.locked(false, |writer| writer.increment_locked(n, floor))
     }
 
+    /// As [`CounterWriter::increment_at_least`] if the lock is free now;
+    /// `None`, touching nothing, if another process (or writer) holds it:
+    /// for a caller that must not wait for a lock (a runtime thread).
+    ///
+    /// # Errors
+    /// As [`CounterWriter::increment_by`].
+    pub fn try_increment_at_least(&mut self, n: u64, floor: u64) -> Option<Result<Counted, CounterError>> {
+        match self.lock.try_lock() {
+            Ok(()) => Some(self.holding_lock(|writer| writer.increment_locked(n, floor))),
+            Err(std::fs::TryLockError::WouldBlock) => None,
+            Err(std::fs::TryLockError::Error(e)) => Some(Err(io_error(self.file.lock.path(), "lock the lock file")(e))),
+        }
+    }
+
     /// The time the last successful increment spent waiting for the disk
     /// (`fdatasync`, and for a replacement also the directory's `fsync`):
     /// the floor under every increment's cost.
@@ -120,6 +134,11 @@ impl CounterWriter {
         let lock_path = self.file.lock.path();
         let locked = if shared { self.lock.lock_shared() } else { self.lock.lock() };
         locked.map_err(io_error(lock_path, "lock the lock file"))?;
+        self.holding_lock(f)
+    }
+
+    /// Runs `f` with the lock taken, then lets it go.
+    fn holding_lock<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, CounterError>) -> Result<T, CounterError> {
         let result = f(self);
         // Unlock explicitly (closing would too) to keep the descriptor for the
         // next increment. flock(LOCK_UN) on an open descriptor does not fail in

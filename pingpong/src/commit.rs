@@ -1,31 +1,21 @@
 //! Group commit: pings that arrive together share one durable increment of
 //! the store, whichever store it is.
 //!
-//! How a ping flows: a lone ping (at most [`ALONE`] connections open, no
-//! other ping in flight, the last commit a single ping, the worker idle with
-//! nothing queued) is committed by its own request, on its own thread, with
-//! no hand-off (for a store that allows it: the file's, [`Store::direct`]);
-//! it holds the store while it does, so pings arriving meanwhile queue for
-//! the worker.
-//! Otherwise the `/pingpong` handler queues a reply channel
+//! How a ping flows: the `/pingpong` handler queues a reply channel
 //! ([`Committer::count_ping`]) and waits on it. One worker, on a thread of
 //! its own with a single-threaded runtime, serves the queue in batches: it
 //! takes every ping, read and readiness check that queued while its last
-//! commit ran (`commit/queue.rs`'s rule), drops the pings whose clients have gone,
+//! commit ran (`commit/queue.rs`), drops the pings whose clients have gone,
 //! adds the number of the rest to the store in one durable increment
 //! ([`Store::increment_by`]: one `fdatasync`, or one database commit), and
 //! only then hands each ping its own number, the reads the count after the
 //! batch, and the checks their verdict. Under load the cost of a commit is
-//! shared by all the pings of a batch; a lone ping is committed at once.
+//! shared by all the pings of a batch.
 //!
-//! With few connections open (at most [`ALONE`]), the worker, after
-//! answering a group of two or more pings (those it committed and those that
-//! queued meanwhile), waits up to [`REGROUP`] for the group to be back with
-//! its next pings before it commits again (`commit/queue.rs`): otherwise two
-//! connections take turns at the flush, one ping per commit each, instead
-//! of sharing it. Under load it never waits: the next batch is queued, and a
-//! wait would hold it (a rule that lingered at every count measured 15%
-//! slower at 50 connections: `docs/batching.md`).
+//! With one to four connections open, `commit/pace.rs` tunes this at two
+//! points, and only there: a lone ping commits itself without the hand-off
+//! ([`Pace::try_alone`]), and the worker holds for the group it answered
+//! before its next commit ([`Pace::after_batch`]).
 //!
 //! Reads (`/pings`) and checks (`/readyz`) take the same path as the pings,
 //! so readiness sees what a ping would meet (a dead worker, a corrupt file,
@@ -39,34 +29,21 @@
 //! (`service_kit::serve::MAX_CONNECTIONS`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use service_kit::{OpenConnections, Service};
+use service_kit::Service;
 use tokio::sync::oneshot;
 
-use self::queue::{Batch, Kind, Queue, Reply};
+use self::pace::{BatchDone, Pace};
+use self::queue::{Batch, Queue, Reply, Request};
 use crate::metrics::PingMetrics;
-use crate::store::{Committed, Direct, Store, StoreError};
+use crate::store::{Committed, Store, StoreError};
 
+mod pace;
 mod queue;
 
-/// The most connections open for a ping to count as alone: a person's
-/// client, a probe, a scrape, a proxy's spare connection. Under load there
-/// are more, and every ping then goes through the worker, so that a busy
-/// server never blocks one of its HTTP threads on a flush: a direct
-/// commit under load measured no faster, and perhaps slower
-/// (`docs/batching.md`). At 4 connections the two designs measured equal.
-/// It bounds the worker's wait for a group ([`REGROUP`]) as well: with more
-/// connections the next batch is already queued when one is answered.
-pub const ALONE: usize = 4;
-
-/// How long the worker, with at most [`ALONE`] connections open, waits after
-/// answering a group of two or more pings for that group to be back before
-/// its next commit. A client's turn (the answer out, its next ping in) takes
-/// tens of microseconds here; 100 µs measured 1.21x at 4 connections where
-/// 200 µs measured 1.44x (`docs/batching.md`).
-pub const REGROUP: Duration = Duration::from_micros(200);
+pub use self::pace::{ALONE, REGROUP};
 
 /// Why a ping, read or check got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -79,28 +56,36 @@ pub enum CommitError {
     Stopped,
 }
 
-/// What a lone ping needs to commit itself: the store's direct increment,
-/// and the server's open connections, to tell whether it is alone.
-#[derive(Debug, Clone)]
-struct DirectCommit {
-    store: Arc<dyn Direct>,
-    open: OpenConnections,
-}
+impl CommitError {
+    /// Every [`CommitError::reason`], so that each metric series exists
+    /// from the start.
+    pub const REASONS: [&str; 8] = [
+        StoreError::CORRUPT_FILE,
+        StoreError::IO_ERROR,
+        crate::store::DatabaseError::UNREACHABLE,
+        crate::store::DatabaseError::READ_ONLY,
+        crate::store::DatabaseError::FAILED,
+        crate::store::DatabaseError::WAITING,
+        crate::store::DatabaseError::OUTCOME_UNKNOWN,
+        Self::WORKER_STOPPED,
+    ];
+    const WORKER_STOPPED: &str = "worker_stopped";
 
-/// When the worker waits for the group it answered to be back: while few
-/// connections are open, up to `within`.
-#[derive(Debug)]
-struct Regroup {
-    open: OpenConnections,
-    within: Duration,
+    /// Its `reason` label in `pingpong_pings_refused`.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Store(e) => e.reason(),
+            Self::Stopped => Self::WORKER_STOPPED,
+        }
+    }
 }
 
 /// What the handles share; the last one gone closes the queue.
 #[derive(Debug)]
 struct Shared {
     queue: Arc<Queue>,
-    /// Pings between `count_ping`'s start and its answer.
-    in_flight: AtomicUsize,
+    pace: Arc<Pace>,
     answered: Arc<Answered>,
 }
 
@@ -120,8 +105,11 @@ impl Answered {
         self.0.load(Ordering::Acquire)
     }
 
-    /// `n` pings of `commit` are about to be answered.
-    fn committed(&self, commit: &Committed, n: u64, metrics: &PingMetrics) {
+    /// An increment of `n` pings came back: records it (in the metrics too)
+    /// before any of its numbers is answered.
+    fn record(&self, result: &Result<Committed, StoreError>, n: u64, metrics: &PingMetrics) {
+        metrics.store(result.is_ok());
+        let Ok(commit) = result else { return };
         if commit.found < commit.first {
             tracing::error!(
                 store_held = commit.found,
@@ -132,6 +120,7 @@ impl Answered {
             metrics.went_back();
         }
         self.0.fetch_max(commit.first + n, Ordering::AcqRel);
+        metrics.committed(n, commit.flush, commit.first + n);
     }
 }
 
@@ -158,8 +147,6 @@ impl Drop for Serving<'_> {
 #[derive(Debug, Clone)]
 pub struct Committer {
     shared: Arc<Shared>,
-    /// How a lone ping commits itself (`None`: always queue).
-    direct: Option<DirectCommit>,
     metrics: Arc<PingMetrics>,
 }
 
@@ -172,12 +159,12 @@ impl Committer {
     /// # Errors
     /// The thread or its runtime could not be made.
     pub fn start<S: Store>(service: &mut Service, store: S, metrics: Arc<PingMetrics>) -> std::io::Result<Self> {
-        Self::start_regrouping(service, store, metrics, REGROUP)
+        Self::start_holding(service, store, metrics, REGROUP)
     }
 
-    /// [`Committer::start`], with the worker waiting up to `within` for a
-    /// group to be back (tests wait longer, to make it certain).
-    fn start_regrouping<S: Store>(
+    /// [`Committer::start`], with the worker holding up to `within` for a
+    /// group (tests hold longer, to make it certain).
+    fn start_holding<S: Store>(
         service: &mut Service,
         store: S,
         metrics: Arc<PingMetrics>,
@@ -189,27 +176,25 @@ impl Committer {
             runtime.enable_io();
         }
         let runtime = runtime.build()?;
-        let open = service.open_connections();
-        let direct = store
-            .direct()
-            .filter(|_| cfg!(feature = "direct-commit"))
-            .map(|store| DirectCommit { store, open: open.clone() });
-        let regroup = Regroup { open, within };
-        let queue = Arc::new(Queue::default());
-        let (served, closed) = (Arc::clone(&queue), Arc::clone(&queue));
+        let shared = Arc::new(Shared {
+            queue: Arc::default(),
+            pace: Arc::new(Pace::new(store.direct(), service.open_connections(), within)),
+            answered: Arc::default(),
+        });
+        let (queue, pace, answered) =
+            (Arc::clone(&shared.queue), Arc::clone(&shared.pace), Arc::clone(&shared.answered));
+        let closed = Arc::clone(&queue);
         let worker_metrics = Arc::clone(&metrics);
-        let answered = Arc::new(Answered::default());
-        let worker_answered = Arc::clone(&answered);
         service.spawn_thread(
             "counter-commit",
             move || {
-                let _serving = Serving(&served);
+                let _serving = Serving(&queue);
                 tracing::info!(store = store.describe(), "commit worker started");
-                runtime.block_on(commit_loop(store, &served, &worker_answered, &regroup, &worker_metrics));
+                runtime.block_on(commit_loop(store, &queue, &pace, &answered, &worker_metrics));
             },
             move || closed.close(),
         )?;
-        Ok(Self { shared: Arc::new(Shared { queue, in_flight: AtomicUsize::new(0), answered }), direct, metrics })
+        Ok(Self { shared, metrics })
     }
 
     /// Counts one ping and returns its number once the store durably holds it.
@@ -217,31 +202,12 @@ impl Committer {
     /// # Errors
     /// The increment failed (nothing was counted) or the worker has stopped.
     pub async fn count_ping(&self) -> Result<u64, CommitError> {
-        let _in_flight = InFlight::enter(&self.shared.in_flight);
-        // A lone ping: few connections are open (not a server under load),
-        // no other ping is in flight, the last commit counted one ping (so
-        // the pings are not coming in groups, whose next member would wait
-        // behind this flush instead of sharing it), the worker waits for
-        // work with nothing queued, and the store is free. The
-        // increment blocks this runtime thread for one flush, as the worker's
-        // thread would be blocked for it; only one request at a time can
-        // hold the store, the others queue.
-        if let Some(direct) = &self.direct
-            && direct.open.get() <= ALONE
-            && self.shared.in_flight.load(Ordering::Acquire) == 1
-            && self.shared.queue.last_batch() == 1
-            && self.shared.queue.idle()
-            && let Some(result) = direct.store.try_increment_by(1, self.shared.answered.floor())
-        {
-            self.metrics.store(result.is_ok());
-            self.shared.queue.committed(1);
-            let commit = result?;
-            self.shared.answered.committed(&commit, 1, &self.metrics);
-            self.metrics.direct();
-            self.metrics.committed(1, commit.flush, commit.first + 1);
-            return Ok(commit.first);
+        let Shared { queue, pace, answered } = &*self.shared;
+        if let Some(result) = pace.try_alone(queue, answered.floor(), &self.metrics) {
+            answered.record(&result, 1, &self.metrics);
+            return Ok(result?.first);
         }
-        self.ask(Kind::Ping).await
+        self.ask(Request::Ping).await
     }
 
     /// The current count, read exactly without counting.
@@ -249,7 +215,7 @@ impl Committer {
     /// # Errors
     /// The read failed or the worker has stopped.
     pub async fn count(&self) -> Result<u64, CommitError> {
-        self.ask(Kind::Read).await
+        self.ask(Request::Read).await
     }
 
     /// Whether a ping could be counted now (readiness).
@@ -257,25 +223,19 @@ impl Committer {
     /// # Errors
     /// Why not: the store's reason, or a stopped worker.
     pub async fn check(&self) -> Result<(), CommitError> {
-        self.ask(Kind::Check).await.map(drop)
+        self.ask(Request::Check).await
     }
 
-    async fn ask(&self, kind: Kind) -> Result<u64, CommitError> {
+    async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, CommitError> {
         let (reply, answer) = oneshot::channel();
-        if !self.shared.queue.push(kind, reply) {
+        if !self.shared.queue.push(request(reply)) {
             return Err(CommitError::Stopped);
         }
         Ok(answer.await.map_err(|_| CommitError::Stopped)??)
     }
 }
 
-async fn commit_loop<S: Store>(
-    mut store: S,
-    queue: &Queue,
-    answered: &Answered,
-    regroup: &Regroup,
-    metrics: &PingMetrics,
-) {
+async fn commit_loop<S: Store>(mut store: S, queue: &Queue, pace: &Pace, answered: &Answered, metrics: &PingMetrics) {
     // `pingpong_store_available` from the start, and again whenever the
     // store's own upkeep changed something (a connection made or lost).
     metrics.store(store.check().await.is_ok());
@@ -289,97 +249,61 @@ async fn commit_loop<S: Store>(
             }
         };
         let Some(batch) = batch else { break };
-        // Under load, nothing of the wait is done, not even counting the group.
-        let few = cfg!(feature = "regroup") && regroup.open.get() <= ALONE;
-        let group = commit(&mut store, queue, answered, batch, few, metrics).await;
-        // A lone ping's client is not waited for: its next ping commits
-        // itself (where the store allows it), with no hand-off at all.
-        if group > 1 {
-            metrics.regrouped(queue.regroup(group, regroup.within));
-        }
+        let done = commit(&mut store, queue, answered, batch, metrics).await;
+        pace.after_batch(queue, done, metrics);
     }
     tracing::info!("commit worker stopped");
 }
 
-/// One batch: one increment for its pings, then every answer. With
-/// `count_group`, returns the group to wait for before the next commit: the
-/// pings answered and those that queued meanwhile (0 if none was answered,
-/// or without `count_group`).
+/// One batch: one increment for its pings, then every answer.
 async fn commit<S: Store>(
     store: &mut S,
     queue: &Queue,
     answered: &Answered,
     Batch { mut pings, reads, checks }: Batch,
-    count_group: bool,
     metrics: &PingMetrics,
-) -> usize {
+) -> BatchDone {
     // A client that went away before its turn gets no number: counting it
     // would make the count run ahead of the answers.
     pings.retain(|reply| !reply.is_closed());
-    let n = pings.len() as u64;
-    if n > 0 {
-        queue.committed(n);
-    }
-    let mut group = 0;
-    let count = if pings.is_empty() {
-        if reads.is_empty() { None } else { Some(store.read().await) }
-    } else {
-        let result = store.increment_by(n, answered.floor()).await;
+    let n = pings.len();
+    let mut queued = 0;
+    let count = if n > 0 {
+        let result = store.increment_by(n as u64, answered.floor()).await;
+        answered.record(&result, n as u64, metrics);
+        // Counted before the answers, some of which may be back in the
+        // queue before they all are sent.
+        queued = queue.pings_waiting().unwrap_or(0);
         match &result {
-            Ok(commit) => {
-                answered.committed(commit, n, metrics);
-                metrics.committed(n, commit.flush, commit.first + n);
-                // Counted before the answers, some of which may be back
-                // in the queue before they all are sent.
-                if count_group {
-                    group = queue.waiting() + pings.len();
-                }
-                for (number, reply) in (commit.first..).zip(pings) {
-                    // The client may have gone since; its number is then
-                    // counted but unanswered, as with any lost response.
-                    let _ = reply.send(Ok(number));
-                }
-            }
+            // The client may have gone since; its number is then counted
+            // but unanswered, as with any lost response.
+            Ok(commit) => (commit.first..).zip(pings).for_each(|(number, reply)| drop(reply.send(Ok(number)))),
             Err(e) => answer_all(pings, &Err(e.clone())),
         }
         // The reads that waited meanwhile see the count after this batch.
-        Some(result.map(|commit| commit.first + n))
-    };
-    // A batch of pings always has a count (the increment's); one of reads
-    // alone, the read's.
-    if let Some(count) = count {
-        metrics.store(count.is_ok());
-        if let Ok(count) = &count {
+        Some(result.map(|commit| commit.first + n as u64))
+    } else if reads.is_empty() {
+        None
+    } else {
+        let read = store.read().await;
+        metrics.store(read.is_ok());
+        if let Ok(count) = &read {
             metrics.saw(*count);
         }
+        Some(read)
+    };
+    if let Some(count) = count {
         answer_all(reads, &count);
     }
     if !checks.is_empty() {
-        let checked = store.check().await.map(|()| 0);
+        let checked = store.check().await;
         metrics.store(checked.is_ok());
         answer_all(checks, &checked);
     }
-    group
+    BatchDone { pings: n, queued }
 }
 
-/// One ping in `count_ping`, counted while it is there (a cancelled request
-/// too, by its drop).
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn answer_all(replies: Vec<Reply>, answer: &Result<u64, StoreError>) {
+fn answer_all<T: Clone>(replies: Vec<Reply<T>>, answer: &Result<T, StoreError>) {
     for reply in replies {
         let _ = reply.send(answer.clone());
     }

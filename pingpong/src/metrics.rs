@@ -13,7 +13,6 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use counter::CounterError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +21,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::commit::CommitError;
-use crate::store::{DatabaseError, StoreError};
 
 /// Why a ping was refused (503), as the `reason` label says it.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,35 +39,6 @@ struct Regrouped {
 const BACK: &str = "back";
 /// The wait ended without it (its window passed, or shutdown closed the queue).
 const TIMED_OUT: &str = "timed_out";
-
-/// The counter file holds something that is not a count, or is not a file.
-const CORRUPT_FILE: &str = "corrupt_file";
-/// A system call on the counter file failed (disk full, I/O error, read-only).
-const IO_ERROR: &str = "io_error";
-/// The database could not be reached (refused, timed out, wrong password).
-const DATABASE_UNREACHABLE: &str = "database_unreachable";
-/// The database takes no writes (a standby, read-only); nothing was counted.
-const DATABASE_READ_ONLY: &str = "database_read_only";
-/// The database refused the statement; nothing was counted.
-const DATABASE_ERROR: &str = "database_error";
-/// An earlier commit still waits on the database (for a standby, say).
-const DATABASE_WAITING: &str = "database_waiting";
-/// The commit was sent but its answer lost; its numbers are skipped.
-const OUTCOME_UNKNOWN: &str = "outcome_unknown";
-/// The commit worker was not running: stopped at shutdown, or dead.
-const WORKER_STOPPED: &str = "worker_stopped";
-
-/// Every reason, so that each series exists from the start at 0.
-const REASONS: [&str; 8] = [
-    CORRUPT_FILE,
-    IO_ERROR,
-    DATABASE_UNREACHABLE,
-    DATABASE_READ_ONLY,
-    DATABASE_ERROR,
-    DATABASE_WAITING,
-    OUTCOME_UNKNOWN,
-    WORKER_STOPPED,
-];
 
 /// The metrics, registered once at start-up and shared by the handlers and
 /// the commit worker.
@@ -105,7 +74,7 @@ impl PingMetrics {
             store_available: Gauge::default(),
             went_back: Counter::default(),
         };
-        for reason in REASONS {
+        for reason in CommitError::REASONS {
             let _ = metrics.refused.get_or_create(&Refusal { reason });
         }
         for outcome in [BACK, TIMED_OUT] {
@@ -162,18 +131,12 @@ impl PingMetrics {
 
     /// The last call to the store succeeded, or not.
     pub(crate) fn store(&self, available: bool) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
         self.store_available.set(i64::from(available));
     }
 
     /// A commit counted `pings` pings durably, waiting `flush` for it; the
     /// store now holds `count`.
     pub(crate) fn committed(&self, pings: u64, flush: Duration, count: u64) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
         self.commits.inc();
         self.answered.inc_by(pings);
         #[allow(clippy::cast_precision_loss)] // at most 4096
@@ -184,50 +147,22 @@ impl PingMetrics {
 
     /// A lone ping was committed by its own request.
     pub(crate) fn direct(&self) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
         self.direct.inc();
     }
 
     /// The commit worker waited for the group it answered: it came `back`,
     /// or the wait timed out.
     pub(crate) fn regrouped(&self, back: bool) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
         self.regroups.get_or_create(&Regrouped { outcome: if back { BACK } else { TIMED_OUT } }).inc();
     }
 
     /// The store was read and holds `count`.
     pub(crate) fn saw(&self, count: u64) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
         self.count.set(count);
     }
 
     /// A ping got `error` instead of a number.
     pub(crate) fn refused(&self, error: &CommitError) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
-        self.refused.get_or_create(&Refusal { reason: reason(error) }).inc();
-    }
-}
-
-/// The `reason` label of a refusal.
-fn reason(error: &CommitError) -> &'static str {
-    match error {
-        CommitError::Store(StoreError::File(CounterError::Corrupt { .. } | CounterError::NotAFile { .. })) => {
-            CORRUPT_FILE
-        }
-        CommitError::Store(StoreError::File(CounterError::Io(_))) => IO_ERROR,
-        CommitError::Store(StoreError::Database(DatabaseError::Unreachable(_))) => DATABASE_UNREACHABLE,
-        CommitError::Store(StoreError::Database(DatabaseError::ReadOnly(_))) => DATABASE_READ_ONLY,
-        CommitError::Store(StoreError::Database(DatabaseError::Failed(_))) => DATABASE_ERROR,
-        CommitError::Store(StoreError::Database(DatabaseError::Waiting(_))) => DATABASE_WAITING,
-        CommitError::Store(StoreError::Database(DatabaseError::OutcomeUnknown(_))) => OUTCOME_UNKNOWN,
-        CommitError::Stopped => WORKER_STOPPED,
+        self.refused.get_or_create(&Refusal { reason: error.reason() }).inc();
     }
 }

@@ -89,3 +89,20 @@ pub enum StoreError {
     #[error(transparent)]
     Database(#[from] DatabaseError),
 }
+
+impl StoreError {
+    /// The counter file holds something that is not a count, or is not a file.
+    pub const CORRUPT_FILE: &str = "corrupt_file";
+    /// A system call on the counter file failed (disk full, I/O error, read-only).
+    pub const IO_ERROR: &str = "io_error";
+
+    /// Its `reason` label in `pingpong_pings_refused`.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::File(CounterError::Corrupt { .. } | CounterError::NotAFile { .. }) => Self::CORRUPT_FILE,
+            Self::File(CounterError::Io(_)) => Self::IO_ERROR,
+            Self::Database(e) => e.reason(),
+        }
+    }
+}

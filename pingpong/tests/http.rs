@@ -1,4 +1,4 @@
-//! pingpong's HTTP behaviour, in this process: `pingpong::run` on port 0
+//! pingpong's HTTP behaviour, in this process: `pingpong::service` served on port 0
 //! with the address as a value, real HTTP over real sockets, real files.
 //! What needs a process of its own (signals, SIGKILL, exit codes, two
 //! processes on one file) is in `process.rs`.
@@ -241,7 +241,6 @@ async fn readiness_follows_what_a_ping_would_meet() {
     assert_eq!(get(&app.url("/readyz")).await.0, 200);
 }
 
-#[cfg(feature = "metrics")]
 /// The sum of the series of `name` in `/metrics`, read on `client`'s
 /// connection (no new one), after a `/pings`: the commit worker answers that
 /// only once it is done with what it did before (a wait for a group, say),
@@ -260,7 +259,6 @@ async fn metric(client: &reqwest::Client, app: &App, name: &str) -> u64 {
 
 /// `pingpong_direct_commits_total` as `/metrics` says it now, asked on
 /// `client`'s connection.
-#[cfg(all(feature = "direct-commit", feature = "metrics"))]
 async fn direct_commits(client: &reqwest::Client, app: &App) -> u64 {
     metric(client, app, "pingpong_direct_commits_total").await
 }
@@ -268,7 +266,6 @@ async fn direct_commits(client: &reqwest::Client, app: &App) -> u64 {
 /// A lone ping commits itself only while few connections are open: with
 /// more (a server under load), every ping goes through the commit worker,
 /// so that no HTTP thread is blocked on a flush while others wait for it.
-#[cfg(all(feature = "direct-commit", feature = "metrics"))]
 #[tokio::test]
 async fn a_ping_commits_itself_only_while_few_connections_are_open() {
     let volume = Volume::new();
@@ -309,7 +306,6 @@ async fn a_ping_commits_itself_only_while_few_connections_are_open() {
 // Two runtime threads, as the server has: on one thread a ping that commits
 // itself would hold it through its flush, and the round's other pings could
 // not even be read until it ended, so none would ever reach the worker.
-#[cfg(all(feature = "regroup", feature = "metrics"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_waits_for_its_group_only_while_few_connections_are_open() {
     let volume = Volume::new();

@@ -175,3 +175,20 @@ fn a_failed_step_of_a_replacement_is_refused_and_leaves_the_count() {
         assert_eq!(fs::read(file.path()).unwrap(), record::format(8), "call {fail}");
     }
 }
+
+/// The increment that must not wait: while another process's writer holds
+/// the lock it touches nothing and says so; once the lock is free it counts
+/// as the waiting increment would.
+#[test]
+fn a_try_increment_never_waits_for_another_writers_lock() {
+    let (_dir, file, mut writer) = setup();
+    writer.increment_by(2).unwrap();
+    let held = fs::File::options().write(true).open(file.lock.path()).unwrap();
+    held.lock().unwrap();
+    assert!(writer.try_increment_at_least(1, 0).is_none(), "the lock is held elsewhere");
+    assert_eq!(fs::read(file.path()).unwrap(), record::format(2), "nothing was touched");
+    held.unlock().unwrap();
+    let counted = writer.try_increment_at_least(1, 5).expect("the lock is free").unwrap();
+    assert_eq!((counted.first, counted.found), (5, 2));
+    assert_eq!(file.read().unwrap(), 6);
+}

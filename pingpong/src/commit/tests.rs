@@ -72,13 +72,13 @@ async fn pings_queued_when_shutdown_closes_the_queue_are_all_answered() {
     // The first ping is queued right here, so that the loop below sees it
     // taken, not yet to come: the worker has it and is blocked on the lock.
     let (reply, first) = oneshot::channel();
-    assert!(committer.shared.queue.push(Kind::Ping, reply));
-    while committer.shared.queue.waiting() != 0 {
+    assert!(committer.shared.queue.push(Request::Ping(reply)));
+    while committer.shared.queue.pings_waiting() != Some(0) {
         tokio::task::yield_now().await;
     }
     let mut queued = Vec::new();
     queued.extend((1..PINGS).map(|_| ask(&committer)));
-    while committer.shared.queue.waiting() != PINGS - 1 {
+    while committer.shared.queue.pings_waiting() != Some(PINGS - 1) {
         tokio::task::yield_now().await;
     }
     committer.shared.queue.close();
@@ -99,13 +99,9 @@ async fn pings_queued_when_shutdown_closes_the_queue_are_all_answered() {
 async fn pings_fail_once_the_worker_is_gone() {
     let queue = Arc::new(Queue::default());
     let metrics = Arc::new(PingMetrics::register(&mut prometheus_client::registry::Registry::default()));
+    let pace = Pace::new(None, Service::new("test", "0").open_connections(), REGROUP);
     let committer = Committer {
-        shared: Arc::new(Shared {
-            queue: Arc::clone(&queue),
-            in_flight: AtomicUsize::new(0),
-            answered: Arc::default(),
-        }),
-        direct: None,
+        shared: Arc::new(Shared { queue: Arc::clone(&queue), pace: Arc::new(pace), answered: Arc::default() }),
         metrics,
     };
     let serving = Serving(&queue);
@@ -113,7 +109,7 @@ async fn pings_fail_once_the_worker_is_gone() {
         let committer = committer.clone();
         async move { committer.count_ping().await }
     });
-    while queue.waiting() == 0 {
+    while queue.pings_waiting() == Some(0) {
         tokio::task::yield_now().await;
     }
     drop(serving);
@@ -127,7 +123,6 @@ async fn pings_fail_once_the_worker_is_gone() {
 /// it answered to be back, so that the next commit counts it with the pings
 /// that queued meanwhile. Deterministic: the window is a minute, and the
 /// counter's lock holds the first commit until a second ping waits behind it.
-#[cfg(feature = "regroup")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_waits_for_the_group_it_answered() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,20 +130,20 @@ async fn the_worker_waits_for_the_group_it_answered() {
     let mut service = Service::new("test", "0");
     let metrics = Arc::new(service.metrics(PingMetrics::register));
     let store = FileStore::open(&path).unwrap();
-    let committer = Committer::start_regrouping(&mut service, store, metrics, Duration::from_secs(60)).unwrap();
+    let committer = Committer::start_holding(&mut service, store, metrics, Duration::from_secs(60)).unwrap();
     assert_eq!(committer.count().await.unwrap(), 0);
     let lock = File::options().write(true).open(dir.path().join("counter.txt.lock")).unwrap();
     lock.lock().unwrap();
     // Queued here, not through `count_ping`, so that none commits itself.
     let ask = |committer: &Committer| {
         let (reply, answer) = oneshot::channel();
-        assert!(committer.shared.queue.push(Kind::Ping, reply));
+        assert!(committer.shared.queue.push(Request::Ping(reply)));
         async move { answer.await.unwrap().unwrap() }
     };
     // The first ping, taken by the worker, which blocks on the lock; a
     // second queued behind it.
     let first = ask(&committer);
-    while committer.shared.queue.waiting() != 0 {
+    while committer.shared.queue.pings_waiting() != Some(0) {
         tokio::task::yield_now().await;
     }
     let second = ask(&committer);
@@ -159,5 +154,5 @@ async fn the_worker_waits_for_the_group_it_answered() {
     assert_eq!(first.await, 0);
     let third = ask(&committer);
     assert_eq!((second.await, third.await), (1, 2));
-    assert_eq!(committer.shared.queue.last_batch(), 2, "the second and the third were committed together");
+    assert_eq!(committer.shared.pace.last_batch(), 2, "the second and the third were committed together");
 }

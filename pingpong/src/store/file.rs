@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use counter::{CounterError, CounterFile, CounterWriter};
+use counter::{Counted, CounterError, CounterFile, CounterWriter};
 
 use super::{Committed, Direct, Store, StoreError};
 
@@ -31,13 +31,21 @@ impl Shared {
 
 impl Direct for Shared {
     fn try_increment_by(&self, n: u64, floor: u64) -> Option<Result<Committed, StoreError>> {
+        // Neither lock is waited for: the mutex (the worker's) nor the
+        // file's `flock` (another pingpong's, on the same volume).
         let mut writer = self.0.try_lock().ok()?;
-        Some(increment(&mut writer, n, floor))
+        let counted = writer.try_increment_at_least(n, floor)?;
+        Some(committed(&writer, counted))
     }
 }
 
 fn increment(writer: &mut CounterWriter, n: u64, floor: u64) -> Result<Committed, StoreError> {
-    let counted = writer.increment_at_least(n, floor)?;
+    let counted = writer.increment_at_least(n, floor);
+    committed(writer, counted)
+}
+
+fn committed(writer: &CounterWriter, counted: Result<Counted, CounterError>) -> Result<Committed, StoreError> {
+    let counted = counted?;
     Ok(Committed { first: counted.first, found: counted.found, flush: writer.last_flush() })
 }
 

@@ -106,6 +106,31 @@ pub enum DatabaseError {
     Waiting(String),
 }
 
+impl DatabaseError {
+    /// The database could not be reached (refused, timed out, wrong password).
+    pub const UNREACHABLE: &str = "database_unreachable";
+    /// The database takes no writes (a standby, read-only); nothing was counted.
+    pub const READ_ONLY: &str = "database_read_only";
+    /// The database refused the statement; nothing was counted.
+    pub const FAILED: &str = "database_error";
+    /// An earlier commit still waits on the database (for a standby, say).
+    pub const WAITING: &str = "database_waiting";
+    /// The commit was sent but its answer lost; its numbers are skipped.
+    pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
+    /// Its `reason` label in `pingpong_pings_refused`.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => Self::UNREACHABLE,
+            Self::ReadOnly(_) => Self::READ_ONLY,
+            Self::Failed(_) => Self::FAILED,
+            Self::Waiting(_) => Self::WAITING,
+            Self::OutcomeUnknown(_) => Self::OUTCOME_UNKNOWN,
+        }
+    }
+}
+
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send>>;
 
 /// A commit given up at its deadline, still awaited: never cancelled.
