@@ -53,7 +53,7 @@ rd = r["reader_p50_huge"] / r["reader_p50_small"]
 peak = max(r["reader_peak_rss_kib_small"], r["reader_peak_rss_kib_huge"])
 idle = max(r["pp_idle_rss_kib"], r["reader_idle_rss_kib"], r["writer_idle_rss_kib"])
 img = max(r["image_bytes_pingpong"], r["image_bytes_log-output"])
-start = max(r["pp_start_ms"], r["reader_start_ms"])
+start = max(r["pp_start_ms"], r["reader_start_ms"], r["writer_start_ms"])
 # Rounds of three runs (the order rotated): medians of the rounds' ratios,
 # since a round's runs share the disk's drift. The control is the same
 # binary as the baseline, so its ratio shows the noise floor.
@@ -103,7 +103,7 @@ rows = [
         peak <= 16 * 1024),
     row("image size (largest)", f"{img / 1e6:.1f} MB", "", "", "at most 15 MiB", img <= 15 * 1024 * 1024),
     row("idle RSS (largest of pingpong, reader, writer)", mib(idle), "", "", "at most 10 MiB", idle <= 10 * 1024),
-    row("start to /readyz 200 (median of 10, slower of the two)", f"{start:.1f} ms", "", "", "at most 100 ms",
+    row("start to /readyz 200 (median of 10, slowest of the three)", f"{start:.1f} ms", "", "", "at most 100 ms",
         start <= 100),
 ]
 
@@ -198,7 +198,7 @@ footprint = [
     "| --- | --- | --- |",
     f"| pingpong | {mib(r['pp_idle_rss_kib'])} | {r['pp_start_ms']:.1f} ms |",
     f"| log-output reader | {mib(r['reader_idle_rss_kib'])} | {r['reader_start_ms']:.1f} ms |",
-    f"| log-output writer | {mib(r['writer_idle_rss_kib'])} | (no HTTP) |",
+    f"| log-output writer | {mib(r['writer_idle_rss_kib'])} | {r['writer_start_ms']:.1f} ms (its metrics port) |",
     f"| image pingpong:0.1.0 | {r['image_bytes_pingpong'] / 1e6:.2f} MB | |",
     f"| image log-output:0.1.0 | {r['image_bytes_log-output'] / 1e6:.2f} MB | |",
 ]

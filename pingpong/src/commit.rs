@@ -14,8 +14,8 @@
 //!
 //! With one to four connections open, `commit/pace.rs` tunes this at two
 //! points, and only there: a lone ping commits itself without the hand-off
-//! ([`Pace::try_alone`]), and the worker holds for the group it answered
-//! before its next commit ([`Pace::after_batch`]).
+//! (`Pace::try_alone`), and the worker holds for the group it answered
+//! before its next commit (`Pace::after_batch`).
 //!
 //! Reads (`/pings`) and checks (`/readyz`) take the same path as the pings,
 //! so readiness sees what a ping would meet (a dead worker, a corrupt file,
