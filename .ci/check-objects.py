@@ -36,7 +36,11 @@ filepath.Walk) and applies each object as it comes, so:
 - each restore Job of k3d/ (applied by k3d/restore.sh with kubectl apply
   -f) runs the pod of its mode's backup CronJob, but for its name, its
   command and the RESTORE_* settings, and every claim and ConfigMap it
-  mounts is one its mode makes.
+  mounts is one its mode makes;
+- in every mode, every container of every Deployment has one liveness
+  mechanism: an httpGet of /healthz on a port it declares (the writer's is
+  its metrics port; `log-output alive` stays for the contract only), and
+  no probe runs a command.
 `kubectl kustomize` orders namespaces first itself; the -k sequences are
 checked on its output.
 Usage: python .ci/check-objects.py      (needs PyYAML and kubectl) ; exits 1 on any problem.
@@ -283,9 +287,24 @@ for job_file, mode, cronjob_name in (("k3d/restore-file-job.yaml", ".", "file-ba
             problems.append(f"{job_file}: the ConfigMap {volume['configMap']['name']} is not made by kubectl kustomize {mode} (a hash suffix?)")
     print(f"  {job_file}: the pod of the CronJob {cronjob_name}, its claims and ConfigMaps made by kubectl kustomize {mode}")
 
+# One liveness mechanism: /healthz over HTTP, on a port the container serves.
+for mode in (".", "postgres/", "postgres-ha/"):
+    for deployment in (d for d in made_by(mode) if d["kind"] == "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            where = f"kubectl kustomize {mode}: {deployment['metadata']['name']}/{container['name']}"
+            ports = {p["containerPort"] for p in container.get("ports", [])} | {p.get("name") for p in container.get("ports", [])}
+            live = container.get("livenessProbe", {}).get("httpGet", {})
+            if live.get("path") != "/healthz" or live.get("port") not in ports:
+                problems.append(f"{where}: its liveness probe is not an httpGet of /healthz on a port it declares")
+            for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+                if "exec" in container.get(kind, {}):
+                    problems.append(f"{where}: its {kind} runs a command (the writer's liveness is its /healthz)")
+    print(f"  kubectl kustomize {mode}: every Deployment's containers are probed alive by httpGet /healthz on their own port")
+
 for problem in problems:
     print(f"check-objects: {problem}", file=sys.stderr)
 if problems:
     sys.exit(1)
 print("every deploy sequence applies only objects, each after its namespace; the kustomizations list exactly their files;"
-      " the backups' component is the same in both database modes and dumps pingpong's database; each restore Job runs its backup's pod")
+      " the backups' component is the same in both database modes and dumps pingpong's database; each restore Job runs its backup's pod;"
+      " every Deployment's liveness is httpGet /healthz")

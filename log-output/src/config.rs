@@ -21,7 +21,8 @@ pub enum Command {
     Writer(WriterConfig),
     /// Serve the log over HTTP.
     Reader(ReaderConfig),
-    /// Exit 0 if the writer's heartbeat is fresh (its liveness probe).
+    /// Exit 0 if the writer's heartbeat file is fresh (the contract's exec
+    /// probe; the manifests probe the writer's `/healthz` instead).
     Alive(AliveConfig),
     /// Take a backup of the counter and the log into `BACKUP_DIR`.
     Backup(BackupConfig),
@@ -62,19 +63,21 @@ pub struct WriterConfig {
     pub pingpong_url: Option<String>,
     /// `WRITE_INTERVAL_MS`, default 5000, never 0.
     pub interval: Duration,
-    /// `HEARTBEAT_FILE`, unset by default: touched on every turn of the loop.
+    /// `HEARTBEAT_FILE`, unset by default: touched on every turn of the loop,
+    /// for the contract's `log-output alive` (`heartbeat.rs`).
     pub heartbeat: Option<PathBuf>,
     /// `METRICS_PORT`, default 9090: where `GET /metrics` is served.
     pub metrics_port: u16,
 }
 
-/// The liveness check's settings: the writer's own variables.
+/// `log-output alive`'s settings: the writer's own variables.
 #[derive(Debug, Clone)]
 pub struct AliveConfig {
     /// `HEARTBEAT_FILE`, required.
     pub heartbeat: PathBuf,
-    /// Three intervals, and at least 10 s: one slow turn is not death.
-    pub max_age: Duration,
+    /// `WRITE_INTERVAL_MS`, as the writer's: the limit follows from it
+    /// (`liveness::limit`).
+    pub interval: Duration,
 }
 
 /// The reader's settings.
@@ -168,7 +171,7 @@ impl Command {
                     expected: "set to the writer's heartbeat file",
                     value: String::new(),
                 })?,
-                max_age: (interval()? * 3).max(Duration::from_secs(10)),
+                interval: interval()?,
             })),
             Some("backup") => Ok(Self::Backup(BackupConfig {
                 paths: backup_paths()?,

@@ -21,7 +21,9 @@ pub struct Entry {
     pub at: DateTime<Utc>,
     /// The writer's id for its whole life.
     pub id: Uuid,
-    /// The ping count read from the counter file.
+    /// The ping count when it was written, from the writer's
+    /// [`CountSource`](crate::count_source::CountSource): the counter file,
+    /// or pingpong's `GET /pings`.
     pub count: u64,
 }
 

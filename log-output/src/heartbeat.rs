@@ -1,14 +1,17 @@
-//! The writer's heartbeat: a file whose modification time the writer loop sets
-//! on every turn, and the `log-output alive` check that reads it. The writer
-//! serves no HTTP, so this is what its Kubernetes liveness probe runs (an exec
-//! probe: the image has no shell, only this binary).
+//! The heartbeat file, kept for the contract only (docs/contract.md:
+//! `HEARTBEAT_FILE` and `log-output alive`): when `HEARTBEAT_FILE` is set,
+//! the write loop sets the file's modification time on every turn, and
+//! `log-output alive` judges that time by the one rule of `liveness.rs`.
+//! The manifests do not use it: they probe the writer's `GET /healthz`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// Marks the loop as alive now.
+use crate::liveness;
+
+/// Marks the loop as having turned now.
 ///
 /// # Errors
 /// The file cannot be created or its time set.
@@ -17,19 +20,16 @@ pub fn beat(path: &Path) -> io::Result<()> {
     file.set_modified(SystemTime::now())
 }
 
-/// Whether the loop turned within `max_age`.
+/// Whether the loop, writing every `interval`, last beat recently enough
+/// ([`liveness::judge`]).
 ///
 /// # Errors
 /// A one-line reason: no heartbeat yet, or one too old.
-pub fn check(path: &Path, max_age: Duration) -> Result<(), String> {
+pub fn check(path: &Path, interval: Duration) -> Result<(), String> {
     let modified = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .map_err(|e| format!("no heartbeat at {}: {e}", path.display()))?;
-    let age = SystemTime::now().duration_since(modified).unwrap_or_default();
-    if age > max_age {
-        return Err(format!("the writer loop last turned {age:.0?} ago (limit {max_age:.0?})"));
-    }
-    Ok(())
+    liveness::judge(SystemTime::now().duration_since(modified).unwrap_or_default(), interval)
 }
 
 #[cfg(test)]
@@ -40,11 +40,12 @@ mod tests {
     fn a_fresh_beat_passes_and_a_missing_or_old_one_fails() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("heartbeat");
-        assert!(check(&path, Duration::from_secs(10)).unwrap_err().contains("no heartbeat"));
+        let interval = Duration::from_secs(1);
+        assert!(check(&path, interval).unwrap_err().contains("no heartbeat"));
         beat(&path).unwrap();
-        assert_eq!(check(&path, Duration::from_secs(10)), Ok(()));
+        assert_eq!(check(&path, interval), Ok(()));
         let old = SystemTime::now() - Duration::from_secs(60);
         File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
-        assert!(check(&path, Duration::from_secs(10)).unwrap_err().contains("last turned"));
+        assert!(check(&path, interval).unwrap_err().contains("last turned 60"));
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod count_source;
 pub mod entry;
 pub mod heartbeat;
+pub mod liveness;
 pub mod log_file;
 pub mod metrics;
 pub mod reader;

@@ -1,5 +1,6 @@
 //! log-output's entry point: `log-output writer`, `log-output reader`,
-//! `log-output alive` (the writer's liveness probe), or `log-output backup`
+//! `log-output alive` (the contract's exec probe of the writer's heartbeat
+//! file; the manifests probe its `/healthz`), or `log-output backup`
 //! and `log-output restore` (the file mode's backups, run by a CronJob and a
 //! Job; each prints one line).
 
@@ -33,7 +34,7 @@ async fn start() -> anyhow::Result<()> {
             log_output::reader::from_config(&config).run_until_stopped(listener, shutdown_signal()).await?;
         }
         Command::Alive(config) => {
-            log_output::heartbeat::check(&config.heartbeat, config.max_age).map_err(anyhow::Error::msg)?;
+            log_output::heartbeat::check(&config.heartbeat, config.interval).map_err(anyhow::Error::msg)?;
         }
         Command::Backup(config) => {
             println!("{}", backup::take(&config.paths, config.keep, chrono::Utc::now())?);

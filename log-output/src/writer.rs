@@ -1,11 +1,12 @@
 //! The writer: one entry at start-up, then one every interval, each with this
 //! process's UUID and the count from its [`CountSource`]; a kit service
-//! whose worker is the write loop and whose port serves `/metrics`,
-//! `/healthz` and `/readyz` (ready while the last turn appended an entry).
+//! whose worker is the write loop and whose port (`METRICS_PORT`) serves
+//! `/metrics`, `/healthz` (alive while the loop turns: `liveness.rs`) and
+//! `/readyz` (ready while the last turn appended an entry).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use service_kit::Service;
 use tokio::time::MissedTickBehavior;
@@ -15,6 +16,7 @@ use crate::config::WriterConfig;
 use crate::count_source::{CountError, CountSource};
 use crate::entry::Entry;
 use crate::heartbeat;
+use crate::liveness::LastTurn;
 use crate::log_file::{Appended, DEFAULT_MAX_BYTES, LogError, LogFile};
 use crate::metrics::WriterMetrics;
 
@@ -49,6 +51,7 @@ pub struct Writer {
     id: Uuid,
     metrics: WriterMetrics,
     last: Mutex<Turn>,
+    turned_at: LastTurn,
 }
 
 impl Writer {
@@ -56,7 +59,14 @@ impl Writer {
     /// where the old life ended.
     #[must_use]
     pub fn new(log: LogFile, source: CountSource, metrics: WriterMetrics) -> Self {
-        Self { log, source, id: Uuid::new_v4(), metrics, last: Mutex::new(Turn::NotYet) }
+        Self {
+            log,
+            source,
+            id: Uuid::new_v4(),
+            metrics,
+            last: Mutex::new(Turn::NotYet),
+            turned_at: LastTurn::default(),
+        }
     }
 
     /// One turn: gets the count and appends one entry. No count (a corrupt
@@ -108,10 +118,19 @@ impl Writer {
         }
     }
 
+    /// Liveness: the loop, turning every `interval`, last turned recently
+    /// enough ([`crate::liveness::judge`]).
+    ///
+    /// # Errors
+    /// How long ago it last turned, in one line.
+    pub fn alive(&self, interval: Duration) -> Result<(), String> {
+        self.turned_at.check_at(Instant::now(), interval)
+    }
+
     /// Appends at once and then every `interval` until `stop` completes. An
-    /// append under way when it does is finished first. After every turn,
-    /// appended or skipped, `heartbeat` (if any) is touched for the liveness
-    /// probe.
+    /// append under way when it does is finished first. Every turn, appended
+    /// or skipped, is recorded for [`Writer::alive`], and touches
+    /// `heartbeat` (if any) for the contract's `log-output alive`.
     pub async fn run_until_stopped(
         self: Arc<Self>,
         interval: Duration,
@@ -131,6 +150,7 @@ impl Writer {
             if let Ok(entry) = self.append_entry_once().await {
                 tracing::debug!(count = entry.count, "entry appended");
             }
+            self.turned_at.turned();
             if let Some(path) = heartbeat.clone()
                 && let Ok(Err(e)) = tokio::task::spawn_blocking(move || heartbeat::beat(&path)).await
             {
@@ -153,7 +173,8 @@ pub enum StartError {
 }
 
 /// The writer as `config` says: its loop as the service's worker (started
-/// now: call from within the runtime), its metrics, its readiness.
+/// now: call from within the runtime), its metrics, its liveness and its
+/// readiness.
 ///
 /// # Errors
 /// The log cannot be written (so an unusable volume stops start-up, not the
@@ -169,9 +190,10 @@ pub fn service(config: &WriterConfig) -> Result<Service, StartError> {
     let metrics = service.metrics(WriterMetrics::register);
     let writer = Arc::new(Writer::new(log, source, metrics));
     let (interval, heartbeat) = (config.interval, config.heartbeat.clone());
-    let looping = Arc::clone(&writer);
+    let (looping, judged) = (Arc::clone(&writer), Arc::clone(&writer));
     service
         .spawn_task("log-writer", move |stop| looping.run_until_stopped(interval, heartbeat, stop))
+        .liveness(move || judged.alive(interval))
         .readiness(move || std::future::ready(writer.ready()));
     Ok(service)
 }

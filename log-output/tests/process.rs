@@ -1,13 +1,13 @@
 //! The writer and the reader as they run in the pod: two real processes on one
 //! directory, real HTTP, real signals; what needs a process (restarts, exit
-//! codes, SIGTERM, the liveness probe). The reader's HTTP behaviour is tested
+//! codes, SIGTERM, the liveness probes). The reader's HTTP behaviour is tested
 //! in process (`reader.rs`).
 
 use std::collections::HashSet;
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use testkit::{Service, Signal, assert_one_clear_line, eventually, get, run_to_exit};
+use testkit::{Service, Signal, assert_one_clear_line, eventually, eventually_within, get, run_to_exit};
 
 use support::{BIN, Volume, check_entry, entries};
 
@@ -118,9 +118,45 @@ async fn sigterm_stops_writer_and_reader_with_exit_0() {
     assert!(log.ends_with('\n') && !entries(&log).is_empty(), "the last append was finished");
 }
 
-/// The writer's exec liveness probe: passes while the loop turns, fails once
-/// it has stalled (the process alive but stopped), and passes again when it
-/// turns again.
+/// The writer's liveness as every manifest probes it, `GET /healthz` on its
+/// metrics port: 200 while the loop turns; 503 naming how long ago it last
+/// turned once it is stuck, really stuck: the counter's lock held
+/// exclusively by someone else, so the loop's shared read of the count
+/// waits (the port still answers: it is the loop, not the process, that is
+/// stuck); and 200 again once the loop turns again. Not before the limit's
+/// floor of 10 s: one slow turn is not death.
+#[tokio::test]
+async fn the_writers_healthz_is_200_while_its_loop_turns_and_503_saying_when_it_last_turned_once_stuck() {
+    let volume = Volume::new();
+    volume.set_count("3\n");
+    let writer = volume.writer(20);
+    eventually("a first entry", || async { fs::read_to_string(&volume.log).ok().filter(|log| !log.is_empty()) }).await;
+    assert_eq!(get(&writer.url("/healthz")).await, (200, "ok".into()));
+
+    let lock_path = volume.counter.with_file_name("pingpong_counter.txt.lock");
+    let lock = fs::File::options().write(true).create(true).truncate(false).open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let held = Instant::now();
+    let reason = eventually_within(Duration::from_secs(30), "the writer's /healthz to fail", || async {
+        let (status, body) = get(&writer.url("/healthz")).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(held.elapsed() >= Duration::from_secs(9), "failed after {:?}, before the 10 s floor", held.elapsed());
+    assert!(
+        reason.starts_with("not alive: the writer loop last turned 1") && reason.ends_with("s ago (limit 10s)\n"),
+        "{reason:?}"
+    );
+    assert_eq!(reason.lines().count(), 1, "{reason:?}");
+
+    lock.unlock().unwrap();
+    eventually("the loop to turn again", || async { (get(&writer.url("/healthz")).await.0 == 200).then_some(()) })
+        .await;
+}
+
+/// The contract's `log-output alive` (kept for it; the manifests probe
+/// `/healthz`): passes while the loop turns, fails once it has stalled (the
+/// process alive but stopped), and passes again when it turns again.
 #[tokio::test]
 async fn the_alive_probe_passes_while_the_writer_loop_turns_and_fails_once_it_stalls() {
     let volume = Volume::new();

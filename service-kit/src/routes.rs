@@ -18,15 +18,27 @@ use crate::worker::Health;
 /// should get no traffic.
 pub(crate) type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// `GET /healthz` (200 while every worker lives), `GET /readyz` (200 while
-/// every worker lives and `check` passes), the 404 for any other path and
-/// the 405 for a method a route does not serve, both listing `paths`.
-pub(crate) fn around(own: Router, paths: &[&'static str], health: &Health, check: Option<Check>) -> Router {
+/// A service's own liveness check: `Err` with a one-line reason when the
+/// process must be restarted. Not async on purpose: it reads a state the
+/// work keeps, and never waits on the work (which may be what is stuck).
+pub(crate) type Live = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// `GET /healthz` (200 while every worker lives and `live` passes),
+/// `GET /readyz` (200 while every worker lives and `check` passes), the 404
+/// for any other path and the 405 for a method a route does not serve, both
+/// listing `paths`.
+pub(crate) fn around(
+    own: Router,
+    paths: &[&'static str],
+    health: &Health,
+    live: Option<Live>,
+    check: Option<Check>,
+) -> Router {
     let not_found = format!("not found: try GET {}\n", list(paths));
     let not_allowed = format!("method not allowed: try GET {}\n", list(paths));
-    let live = health.clone();
+    let alive = health.clone();
     let ready = health.clone();
-    own.route("/healthz", get(move || async move { healthz(&live) }))
+    own.route("/healthz", get(move || async move { healthz(&alive, live.as_deref()) }))
         .route("/readyz", get(move || readyz(ready.clone(), check.clone())))
         .fallback(move || async move { (StatusCode::NOT_FOUND, not_found) })
         // Every route is a GET: `Allow: GET` here, where axum would add
@@ -53,15 +65,19 @@ fn list(paths: &[&'static str]) -> String {
     }
 }
 
-/// Liveness: the process answers and no worker it needs has died.
-fn healthz(health: &Health) -> Response {
-    match health.dead() {
-        None => "ok".into_response(),
-        Some(worker) => (
+/// Liveness: the process answers, no worker it needs has died, and the
+/// service's own check (if any) passes.
+fn healthz(health: &Health, live: Option<&(dyn Fn() -> Result<(), String> + Send + Sync)>) -> Response {
+    if let Some(worker) = health.dead() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not alive: its worker {worker} has stopped; the process must be restarted\n"),
         )
-            .into_response(),
+            .into_response();
+    }
+    match live.map_or(Ok(()), |live| live()) {
+        Ok(()) => "ok".into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not alive: {reason}\n")).into_response(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! One way to build and run a service (zero-to-production's
 //! `Application::build` then `run_until_stopped`, mini-redis's
-//! `server::run`): a [`Service`] is given its routes, its readiness check,
-//! its metrics and its background workers; the kit adds `/healthz`,
+//! `server::run`): a [`Service`] is given its routes, its liveness and
+//! readiness checks, its metrics and its background workers; the kit adds `/healthz`,
 //! `/readyz`, `/metrics`, the 404 that names the routes, request counting,
 //! tracing, the connection bound, and the shutdown sequence that drains the
 //! server and then stops and joins the workers.
@@ -19,7 +19,7 @@ use tracing::Level;
 
 use crate::connections::{Connections, OpenConnections};
 use crate::metrics::ServerMetrics;
-use crate::routes::Check;
+use crate::routes::{Check, Live};
 use crate::serve::MAX_CONNECTIONS;
 use crate::worker::{Stop, Workers};
 
@@ -30,6 +30,7 @@ pub struct Service {
     server: ServerMetrics,
     own: Router,
     paths: Vec<&'static str>,
+    live: Option<Live>,
     check: Option<Check>,
     workers: Workers,
     max_connections: usize,
@@ -55,6 +56,7 @@ impl Service {
             server,
             own: Router::new(),
             paths: Vec::new(),
+            live: None,
             check: None,
             workers: Workers::default(),
             max_connections: MAX_CONNECTIONS,
@@ -73,6 +75,15 @@ impl Service {
         let routed = path.split_once('?').map_or(path, |(p, _)| p);
         self.own = std::mem::take(&mut self.own).route(routed, handler);
         self.paths.push(path);
+        self
+    }
+
+    /// The liveness check behind `GET /healthz`, on top of the workers being
+    /// alive: `Err` with a one-line reason once the process is stuck and must
+    /// be restarted (a worker that lives but no longer turns). It must
+    /// answer at once from a state the work keeps, never wait on the work.
+    pub fn liveness(&mut self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> &mut Self {
+        self.live = Some(Arc::new(check));
         self
     }
 
@@ -139,10 +150,10 @@ impl Service {
     }
 
     fn split(self) -> (Router, Workers, Connections) {
-        let Self { prefix: _, registry, server, own, mut paths, check, workers, max_connections } = self;
+        let Self { prefix: _, registry, server, own, mut paths, live, check, workers, max_connections } = self;
         paths.extend(["/metrics", "/healthz", "/readyz"]);
         let own = own.merge(crate::metrics::route(Arc::new(registry)));
-        let all = crate::routes::around(own, &paths, &workers.health(), check);
+        let all = crate::routes::around(own, &paths, &workers.health(), live, check);
         // A failed request is logged once, by the service's error (see
         // `error_response`), not again by the trace layer.
         let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG));

@@ -80,6 +80,26 @@ async fn liveness_fails_once_a_worker_has_died_and_readiness_says_why() {
     assert_eq!((status, body.contains("worker commit has stopped")), (503, true), "{body}");
 }
 
+/// A service's own liveness check (a worker that lives but is stuck): while
+/// it fails, `/healthz` answers 503 with its reason and `/readyz` keeps its
+/// own meaning; once it passes again, `/healthz` is 200 again.
+#[tokio::test]
+async fn a_failing_liveness_check_fails_healthz_with_its_reason_and_leaves_readiness_alone() {
+    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut service = demo();
+    let seen = std::sync::Arc::clone(&stuck);
+    service.liveness(move || {
+        if seen.load(std::sync::atomic::Ordering::SeqCst) { Err("the loop last turned 1m ago".into()) } else { Ok(()) }
+    });
+    let (base, _stop, _served) = serve(service).await;
+    assert_eq!(get_text(&format!("{base}/healthz")).await, (200, "ok".into()));
+    stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get_text(&format!("{base}/healthz")).await, (503, "not alive: the loop last turned 1m ago\n".into()));
+    assert_eq!(get_text(&format!("{base}/readyz")).await, (200, "ready".into()));
+    stuck.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get_text(&format!("{base}/healthz")).await, (200, "ok".into()));
+}
+
 /// Many more idle connections than the bound (clients that connect and send
 /// nothing, or half a request): the oldest give way, so the server never
 /// holds more than the bound, and a normal request is answered at once, not

@@ -228,7 +228,21 @@ pub fn run_to_exit(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -
 ///
 /// # Panics
 /// The deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// As [`eventually`], for what cannot happen sooner than a limit of the
+/// product's own (the writer's liveness fails after at least 10 s): panics
+/// after `deadline`.
+///
+/// # Panics
+/// The deadline passes.
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -238,7 +252,7 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -192,7 +192,7 @@ backend_security() {
     [[ ${user%%:*} =~ ^[0-9]+$ && ${user%%:*} -ne 0 && $running =~ ^[0-9]+$ && $running -ne 0 ]] || ok=1
     [[ $ro == true && $caps == 0 ]] || ok=1
   done
-  podman exec log-output-pod-0-writer /usr/local/bin/log-output alive || { fail "the writer's liveness probe (log-output alive) failed"; ok=1; }
+  backend_get log-output 9090 /healthz >/dev/null || { fail "the writer's liveness probe (GET /healthz on 9090) failed"; ok=1; }
   return $ok
 }
 
