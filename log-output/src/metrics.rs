@@ -12,7 +12,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::count_source::CountError;
 use crate::writer::WriterError;
 
 /// Why an entry was not appended, as the `reason` label says it.
@@ -20,14 +19,6 @@ use crate::writer::WriterError;
 struct Failure {
     reason: &'static str,
 }
-
-/// The counter file could not be read (corrupt, missing directory…): the
-/// entry is skipped rather than carry an invented count.
-const COUNTER_UNREADABLE: &str = "counter_unreadable";
-/// pingpong (`PINGPONG_URL`) gave no count in time: the entry is skipped.
-const PINGPONG_UNREACHABLE: &str = "pingpong_unreachable";
-/// The log could not be written (disk full, read-only volume…).
-const LOG_WRITE: &str = "log_write";
 
 /// What the writer counts; cheap to clone (the metrics are shared handles).
 #[derive(Debug, Clone, Default)]
@@ -43,7 +34,7 @@ impl WriterMetrics {
     /// carry the `log_output_writer` prefix).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
-        for reason in [COUNTER_UNREADABLE, PINGPONG_UNREACHABLE, LOG_WRITE] {
+        for reason in WriterError::REASONS {
             let _ = metrics.failed.get_or_create(&Failure { reason });
         }
         registry.register("entries_appended", "Entries appended to the log", metrics.appended.clone());
@@ -70,12 +61,7 @@ impl WriterMetrics {
 
     /// A turn appended nothing because of `error`.
     pub(crate) fn failed(&self, error: &WriterError) {
-        let reason = match error {
-            WriterError::Count(CountError::Pingpong { .. }) => PINGPONG_UNREACHABLE,
-            WriterError::Count(CountError::File(_) | CountError::Panicked) => COUNTER_UNREADABLE,
-            WriterError::Log(_) | WriterError::Panicked => LOG_WRITE,
-        };
-        self.failed.get_or_create(&Failure { reason }).inc();
+        self.failed.get_or_create(&Failure { reason: error.reason() }).inc();
     }
 
     /// Entries appended so far (for tests).

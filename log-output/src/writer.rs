@@ -35,6 +35,28 @@ pub enum WriterError {
     Panicked,
 }
 
+impl WriterError {
+    /// The counter file could not be read (corrupt, missing directory…): the
+    /// entry is skipped rather than carry an invented count.
+    const COUNTER_UNREADABLE: &str = "counter_unreadable";
+    /// pingpong (`PINGPONG_URL`) gave no count in time: the entry is skipped.
+    const PINGPONG_UNREACHABLE: &str = "pingpong_unreachable";
+    /// The log could not be written (disk full, read-only volume…).
+    const LOG_WRITE: &str = "log_write";
+    /// Every [`WriterError::reason`], so that each metric series exists from the start.
+    pub const REASONS: [&str; 3] = [Self::COUNTER_UNREADABLE, Self::PINGPONG_UNREACHABLE, Self::LOG_WRITE];
+
+    /// Its `reason` label in `log_output_writer_appends_failed`.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Count(CountError::Pingpong { .. }) => Self::PINGPONG_UNREACHABLE,
+            Self::Count(CountError::File(_) | CountError::Panicked) => Self::COUNTER_UNREADABLE,
+            Self::Log(_) | Self::Panicked => Self::LOG_WRITE,
+        }
+    }
+}
+
 /// What the last turn did, for readiness and for logging changes only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Turn {
