@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use testkit::Service;
+use testkit::Process;
 
 const BIN: &str = env!("CARGO_BIN_EXE_counter");
 
@@ -58,8 +58,8 @@ impl Case {
     }
 
     /// `counter increment FILE` under strace injecting `inject` into the calls on `path`.
-    fn increment_under_strace(&self, path: &Path, inject: &str) -> Service {
-        Service::command(BIN).arg("increment").arg(&self.counter).under_strace(path, inject).start()
+    fn increment_under_strace(&self, path: &Path, inject: &str) -> Process {
+        Process::command(BIN).arg("increment").arg(&self.counter).under_strace(path, inject).start()
     }
 }
 

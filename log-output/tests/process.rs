@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use testkit::{Service, Signal, assert_one_clear_line, eventually, eventually_within, get, run_to_exit};
+use testkit::{Process, Signal, assert_one_clear_line, eventually, eventually_within, get, run_to_exit};
 
 use support::{BIN, Volume, check_entry, entries};
 
@@ -164,7 +164,7 @@ async fn the_alive_probe_passes_while_the_writer_loop_turns_and_fails_once_it_st
     let beat = heartbeat.to_str().unwrap();
     let (status, stderr) = run_to_exit(BIN, &["alive"], &[("HEARTBEAT_FILE", beat)]);
     assert!(!status.success() && stderr.contains("no heartbeat"), "{stderr}");
-    let writer = Service::command(BIN)
+    let writer = Process::command(BIN)
         .arg("writer")
         .env("LOG_FILE", &volume.log)
         .env("WRITE_INTERVAL_MS", "20")

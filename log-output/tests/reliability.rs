@@ -6,7 +6,7 @@
 use std::fs;
 
 use log_output::entry::last_complete_entries;
-use testkit::{Service, eventually};
+use testkit::{Process, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_log-output");
 
@@ -22,7 +22,7 @@ async fn injected_enospc_and_eio_on_the_log_skip_one_entry_and_tear_none() {
         let counter = dir.path().join("pingpong_counter.txt");
         fs::write(&counter, "7").unwrap();
         let inject = format!("inject={syscall}:error={errno}:when=2");
-        let writer = Service::command(BIN)
+        let writer = Process::command(BIN)
             .arg("writer")
             .env("LOG_FILE", &log)
             .env("COUNTER_FILE", &counter)
@@ -59,7 +59,7 @@ async fn a_failed_rotation_loses_nothing_and_the_next_one_succeeds() {
             .repeat(log_output::log_file::DEFAULT_MAX_BYTES as usize / 80);
         fs::write(&log, &old).unwrap();
         let inject = format!("inject=rename:error={errno}:when=1");
-        let writer = Service::command(BIN)
+        let writer = Process::command(BIN)
             .arg("writer")
             .env("LOG_FILE", &log)
             .env("WRITE_INTERVAL_MS", "20")

@@ -18,7 +18,7 @@ use log_output::log_file::LogFile;
 use support::BIN;
 use testkit::load::{Load, Seen};
 use testkit::postgres::Postgres;
-use testkit::{DEADLINE, Service, Signal, eventually, try_get};
+use testkit::{DEADLINE, Process, Signal, eventually, try_get};
 
 mod support;
 
@@ -52,7 +52,7 @@ fn run(mut command: Command) -> Ran {
     ran
 }
 
-async fn ready(service: &Service) {
+async fn ready(service: &Process) {
     eventually("pingpong to be ready", || async {
         matches!(try_get(&service.url("/readyz")).await, Ok((200, _))).then_some(())
     })
@@ -119,12 +119,12 @@ impl Files {
         self.dir.path().join("backups")
     }
 
-    fn pingpong(&self) -> Service {
-        Service::command(BIN).env("COUNTER_FILE", self.counter()).http().start()
+    fn pingpong(&self) -> Process {
+        Process::command(BIN).env("COUNTER_FILE", self.counter()).http().start()
     }
 
-    fn writer(&self) -> Service {
-        Service::command(log_output_bin())
+    fn writer(&self) -> Process {
+        Process::command(log_output_bin())
             .arg("writer")
             .env("COUNTER_FILE", self.counter())
             .env("LOG_FILE", self.log())
@@ -314,8 +314,8 @@ impl Database {
         format!("postgres://postgres@127.0.0.1:{}/pingpong", self.db.port())
     }
 
-    fn pingpong(&self) -> Service {
-        Service::command(BIN).env("DATABASE_URL", self.url()).env("PGPASSWORD", Postgres::PASSWORD).http().start()
+    fn pingpong(&self) -> Process {
+        Process::command(BIN).env("DATABASE_URL", self.url()).env("PGPASSWORD", Postgres::PASSWORD).http().start()
     }
 
     /// `sh postgres/backup/<name>` with libpq's variables for this server.

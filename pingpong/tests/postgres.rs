@@ -11,18 +11,18 @@ use std::time::{Duration, Instant};
 use support::BIN;
 use testkit::load::Load;
 use testkit::postgres::Postgres;
-use testkit::{Service, assert_one_clear_line, eventually, run_to_exit, try_get};
+use testkit::{Process, assert_one_clear_line, eventually, run_to_exit, try_get};
 
 mod support;
 
 /// pingpong on `db`, as the real binary.
-fn pingpong(db: &Postgres) -> Service {
-    Service::command(BIN).env("DATABASE_URL", db.url()).env("PGPASSWORD", Postgres::PASSWORD).http().start()
+fn pingpong(db: &Postgres) -> Process {
+    Process::command(BIN).env("DATABASE_URL", db.url()).env("PGPASSWORD", Postgres::PASSWORD).http().start()
 }
 
 /// pingpong on `db` on a given port.
-fn pingpong_on(db: &Postgres, port: &str) -> Service {
-    Service::command(BIN)
+fn pingpong_on(db: &Postgres, port: &str) -> Process {
+    Process::command(BIN)
         .env("DATABASE_URL", db.url())
         .env("PGPASSWORD", Postgres::PASSWORD)
         .env("PORT", port)
@@ -31,7 +31,7 @@ fn pingpong_on(db: &Postgres, port: &str) -> Service {
 }
 
 /// Waits until pingpong is ready (connected, the table made).
-async fn ready(service: &Service) {
+async fn ready(service: &Process) {
     eventually("pingpong to be ready", || async {
         matches!(try_get(&service.url("/readyz")).await, Ok((200, _))).then_some(())
     })
@@ -212,7 +212,7 @@ async fn a_hung_database_gets_a_deadline_and_pingpong_recovers_after() {
 async fn pingpong_waits_for_its_database_and_says_why_it_is_not_ready() {
     let port = testkit::postgres::free_port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let early = Service::command(BIN).env("DATABASE_URL", &url).env("PGPASSWORD", Postgres::PASSWORD).http().start();
+    let early = Process::command(BIN).env("DATABASE_URL", &url).env("PGPASSWORD", Postgres::PASSWORD).http().start();
     assert_eq!(testkit::get(&early.url("/healthz")).await, (200, "ok".into()));
     let (status, body) = testkit::get(&early.url("/readyz")).await;
     assert_eq!((status, body.starts_with("not ready: database unreachable: ")), (503, true), "{body}");
@@ -225,7 +225,7 @@ async fn pingpong_waits_for_its_database_and_says_why_it_is_not_ready() {
     assert_eq!(testkit::get(&early.url("/pingpong")).await, (200, "pong 0".into()), "no restart needed");
     assert!(early.stderr().matches("database unusable").count() <= 2, "one line per change:\n{}", early.stderr());
 
-    let wrong = Service::command(BIN).env("DATABASE_URL", db.url()).env("PGPASSWORD", "wrong").http().start();
+    let wrong = Process::command(BIN).env("DATABASE_URL", db.url()).env("PGPASSWORD", "wrong").http().start();
     let reason = eventually("the server's reason", || async {
         let (status, body) = testkit::get(&wrong.url("/readyz")).await;
         (status == 503 && body.contains("password")).then_some(body)
@@ -235,7 +235,7 @@ async fn pingpong_waits_for_its_database_and_says_why_it_is_not_ready() {
     assert!(!reason.contains("wrong"), "the password is not shown: {reason}");
     let missing_db = format!("postgres://postgres@127.0.0.1:{}/nosuchdb", db.port());
     let missing =
-        Service::command(BIN).env("DATABASE_URL", missing_db).env("PGPASSWORD", Postgres::PASSWORD).http().start();
+        Process::command(BIN).env("DATABASE_URL", missing_db).env("PGPASSWORD", Postgres::PASSWORD).http().start();
     eventually("the server's reason", || async {
         let (status, body) = testkit::get(&missing.url("/readyz")).await;
         (status == 503 && body.contains("\"nosuchdb\" does not exist")).then_some(())

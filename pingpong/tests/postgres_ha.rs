@@ -17,7 +17,7 @@ use support::BIN;
 use testkit::load::{Load, Seen};
 use testkit::postgres::{Postgres, free_port};
 use testkit::proxy::Proxy;
-use testkit::{Service, eventually, get, try_get};
+use testkit::{Process, eventually, get, try_get};
 
 mod support;
 
@@ -27,18 +27,18 @@ fn url_of(ports: &[u16]) -> String {
     format!("postgres://postgres@{}/postgres?target_session_attrs=read-write", hosts.join(","))
 }
 
-fn pingpong(url: &str) -> Service {
-    Service::command(BIN).env("DATABASE_URL", url).env("PGPASSWORD", Postgres::PASSWORD).http().start()
+fn pingpong(url: &str) -> Process {
+    Process::command(BIN).env("DATABASE_URL", url).env("PGPASSWORD", Postgres::PASSWORD).http().start()
 }
 
-async fn ready(service: &Service) {
+async fn ready(service: &Process) {
     eventually("pingpong to be ready", || async {
         matches!(try_get(&service.url("/readyz")).await, Ok((200, _))).then_some(())
     })
     .await;
 }
 
-fn urls_of(services: &[Service]) -> Arc<RwLock<Vec<String>>> {
+fn urls_of(services: &[Process]) -> Arc<RwLock<Vec<String>>> {
     Arc::new(RwLock::new(services.iter().map(|s| s.url("")).collect()))
 }
 
@@ -292,7 +292,7 @@ async fn failovers_under_load_lose_and_repeat_nothing() {
     most_backends = most_backends.max(backends(&nodes[primary]));
     let seen = load.stop().await;
     assert_nothing_lost_or_repeated(&seen, &nodes[primary]);
-    assert!(replicas.iter_mut().all(Service::running), "no pingpong was restarted");
+    assert!(replicas.iter_mut().all(Process::running), "no pingpong was restarted");
     println!("pingpong's backends on the primary: at most {most_backends}");
     assert!(most_backends <= 6, "pingpong's backends: {most_backends} (bound: 2 per process)");
 }

@@ -70,7 +70,7 @@ impl Launch {
     /// The binary (or strace) cannot start, or (with [`Launch::http`]) logs no
     /// address within [`DEADLINE`].
     #[must_use]
-    pub fn start(self) -> Service {
+    pub fn start(self) -> Process {
         let mut command = match &self.strace {
             None => Command::new(&self.bin),
             Some((path, inject)) => {
@@ -103,7 +103,7 @@ impl Launch {
                 all.push('\n');
             }
         });
-        let mut service = Service { child, addr: None, stderr, reader: Some(reader) };
+        let mut service = Process { child, addr: None, stderr, reader: Some(reader) };
         if self.http {
             let port = addr.recv_timeout(DEADLINE).ok().flatten();
             let port = port.unwrap_or_else(|| panic!("no `listening` line in time; stderr:\n{}", service.stderr()));
@@ -113,9 +113,9 @@ impl Launch {
     }
 }
 
-/// A running binary, killed when dropped.
+/// A real binary running as a child process, killed when dropped.
 #[derive(Debug)]
-pub struct Service {
+pub struct Process {
     child: Child,
     addr: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
@@ -123,7 +123,7 @@ pub struct Service {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Service {
+impl Process {
     /// How to start `bin`: see [`Launch`].
     pub fn command(bin: impl AsRef<OsStr>) -> Launch {
         Launch { bin: bin.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), http: false, strace: None }
@@ -181,7 +181,7 @@ impl Service {
     }
 
     /// Waits for the child to exit, up to `limit`; `None` if it is still
-    /// running. Once it has, [`Service::stderr`] holds all it wrote.
+    /// running. Once it has, [`Process::stderr`] holds all it wrote.
     ///
     /// # Panics
     /// Waiting fails.
@@ -203,7 +203,7 @@ impl Service {
     }
 }
 
-impl Drop for Service {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }

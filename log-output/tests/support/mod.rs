@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
 use tempfile::TempDir;
-use testkit::Service;
+use testkit::Process;
 use tokio::net::TcpListener;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_log-output");
@@ -31,8 +31,8 @@ impl Volume {
 
     /// The writer binary, every `interval_ms`, its metrics on a port of its
     /// own (`url`).
-    pub fn writer(&self, interval_ms: u64) -> Service {
-        Service::command(BIN)
+    pub fn writer(&self, interval_ms: u64) -> Process {
+        Process::command(BIN)
             .arg("writer")
             .env("COUNTER_FILE", &self.counter)
             .env("LOG_FILE", &self.log)
@@ -48,8 +48,8 @@ impl Volume {
     }
 
     /// The reader as the real binary.
-    pub fn reader(&self) -> Service {
-        Service::command(BIN).arg("reader").env("LOG_FILE", &self.log).http().start()
+    pub fn reader(&self) -> Process {
+        Process::command(BIN).arg("reader").env("LOG_FILE", &self.log).http().start()
     }
 
     pub fn set_count(&self, count: &str) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::net::SocketAddr;
 
 use tempfile::TempDir;
-use testkit::Service;
+use testkit::Process;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,13 +42,13 @@ impl Volume {
     }
 
     /// The real binary, as a child process.
-    pub fn start(&self) -> Service {
-        Service::command(BIN).env("COUNTER_FILE", &self.counter).http().start()
+    pub fn start(&self) -> Process {
+        Process::command(BIN).env("COUNTER_FILE", &self.counter).http().start()
     }
 
     /// pingpong under strace, injecting `inject` into the calls on `path`.
-    pub fn start_under_strace(&self, path: &Path, inject: &str) -> Service {
-        Service::command(BIN).env("COUNTER_FILE", &self.counter).under_strace(path, inject).http().start()
+    pub fn start_under_strace(&self, path: &Path, inject: &str) -> Process {
+        Process::command(BIN).env("COUNTER_FILE", &self.counter).under_strace(path, inject).http().start()
     }
 
     pub fn on_disk(&self) -> String {
@@ -60,7 +60,7 @@ impl Volume {
 /// `PINGS` pings one after another, the count being `first` before: all must
 /// be answered, in order, within the tests' one deadline. Returns how many
 /// reads were answered, to show the flood ran.
-pub async fn pings_under_a_flood_of_reads(reader: &Service, pinger: &Service, first: u64) -> usize {
+pub async fn pings_under_a_flood_of_reads(reader: &Process, pinger: &Process, first: u64) -> usize {
     const READERS: usize = 32;
     const PINGS: u64 = 100;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -140,7 +140,7 @@ impl App {
 /// how many were refused, each with 503. strace counts `when=` per thread,
 /// and a lone ping is committed by the runtime thread that runs its request
 /// (or by the commit worker): each such thread's first flush fails once.
-pub async fn refused_until_answered(service: &Service, expected: &str) -> usize {
+pub async fn refused_until_answered(service: &Process, expected: &str) -> usize {
     let mut refused = 0;
     loop {
         let (status, body) = testkit::try_get(&service.url("/pingpong")).await.unwrap();
