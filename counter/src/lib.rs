@@ -22,8 +22,8 @@
 mod disk;
 mod error;
 mod file;
+mod increment;
 pub mod record;
-mod writer;
 
 pub use error::CounterError;
 
@@ -32,4 +32,4 @@ pub use error::CounterError;
 /// `/usr/src/app/files` (the images' working directory is `/usr/src/app`).
 pub const DEFAULT_PATH: &str = "files/pingpong_counter.txt";
 pub use file::CounterFile;
-pub use writer::{Counted, CounterWriter};
+pub use increment::{Counted, CounterWriter};
