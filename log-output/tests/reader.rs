@@ -1,5 +1,5 @@
-//! The reader's HTTP behaviour, in this process (`log_output::run` on port 0,
-//! the address a value), on a log that the real writer process appends to.
+//! The reader's HTTP behaviour, in this process (`log_output::reader::service`
+//! on port 0, the address a value), on a log that the real writer process appends to.
 
 use support::{Volume, check_entry, entries};
 use testkit::{eventually, get};
@@ -12,7 +12,7 @@ async fn a_reader_never_sees_half_an_entry() {
     volume.set_count("123456");
     let _writer = volume.writer(1);
     let reader = volume.serve_reader().await;
-    let url = |path: &str| format!("http://{reader}{path}");
+    let url = |path: &str| reader.url(path);
     eventually("a first entry", || async { (get(&url("/")).await.0 == 200).then_some(()) }).await;
     let client = reqwest::Client::new();
     for _ in 0..300 {
@@ -27,7 +27,7 @@ async fn a_reader_never_sees_half_an_entry() {
 async fn tail_outside_its_range_is_a_clear_400() {
     let volume = Volume::new();
     let reader = volume.serve_reader().await;
-    let url = |path: &str| format!("http://{reader}{path}");
+    let url = |path: &str| reader.url(path);
     for query in ["tail=0", "tail=1001", "tail=abc", "tail=-1", "tail="] {
         let (status, body) = get(&url(&format!("/log?{query}"))).await;
         assert_eq!(status, 400, "{query}");

@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use pingpong::store::Committed;
 use pingpong::{Store, StoreError};
-use support::{App, Volume, pong};
-use testkit::{eventually, get};
+use support::{Volume, pong};
+use testkit::{Served, eventually, get};
 use tower::ServiceExt;
 
 mod support;
@@ -208,7 +208,7 @@ impl Store for Panicking {
 /// ping while it looks alive.
 #[tokio::test]
 async fn when_the_commit_worker_dies_liveness_and_readiness_fail() {
-    let app = App::serve(pingpong::service(Panicking).unwrap()).await;
+    let app = Served::start(pingpong::service(Panicking).unwrap()).await;
     assert_eq!(get(&app.url("/healthz")).await, (200, "ok".into()));
     assert_eq!(get(&app.url("/readyz")).await.0, 200);
     let (status, body) = get(&app.url("/pingpong")).await;
@@ -245,7 +245,7 @@ async fn readiness_follows_what_a_ping_would_meet() {
 /// connection (no new one), after a `/pings`: the commit worker answers that
 /// only once it is done with what it did before (a wait for a group, say),
 /// so what the worker recorded for it is in.
-async fn metric(client: &reqwest::Client, app: &App, name: &str) -> u64 {
+async fn metric(client: &reqwest::Client, app: &Served, name: &str) -> u64 {
     assert_eq!(client.get(app.url("/pings")).send().await.unwrap().status(), 200);
     let text = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let values: Vec<u64> = text
@@ -259,7 +259,7 @@ async fn metric(client: &reqwest::Client, app: &App, name: &str) -> u64 {
 
 /// `pingpong_direct_commits_total` as `/metrics` says it now, asked on
 /// `client`'s connection.
-async fn direct_commits(client: &reqwest::Client, app: &App) -> u64 {
+async fn direct_commits(client: &reqwest::Client, app: &Served) -> u64 {
     metric(client, app, "pingpong_direct_commits_total").await
 }
 

@@ -1,11 +1,14 @@
 //! Test support: run the real binaries as child processes on port 0 (plain or
 //! under strace), learn their address from their own log line, signal or
-//! kill them; poll with a deadline; start a real PostgreSQL.
+//! kill them ([`Process`]); serve a `service_kit::Service` in the test's own
+//! process on port 0 ([`Served`]); poll with a deadline; start a real
+//! PostgreSQL.
 
 pub mod load;
 pub mod metrics;
 pub mod postgres;
 pub mod proxy;
+mod served;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
@@ -16,6 +19,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
+
+pub use crate::served::Served;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 

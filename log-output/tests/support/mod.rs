@@ -7,12 +7,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use std::net::SocketAddr;
-
 use log_output::log_file::{DEFAULT_MAX_BYTES, LogFile};
 use tempfile::TempDir;
-use testkit::Process;
-use tokio::net::TcpListener;
+use testkit::{Process, Served};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_log-output");
 
@@ -41,10 +38,9 @@ impl Volume {
             .start()
     }
 
-    /// The reader served in this process on port 0 (until the test ends):
-    /// its address.
-    pub async fn serve_reader(&self) -> SocketAddr {
-        serve(log_output::reader::service(LogFile::new(&self.log, DEFAULT_MAX_BYTES))).await
+    /// The reader served in this process on port 0, until dropped.
+    pub async fn serve_reader(&self) -> Served {
+        Served::start(log_output::reader::service(LogFile::new(&self.log, DEFAULT_MAX_BYTES))).await
     }
 
     /// The reader as the real binary.
@@ -79,12 +75,4 @@ pub fn check_entry(text: &str) -> (String, u64) {
 pub fn entries(text: &str) -> Vec<(String, u64)> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     lines.chunks(2).map(|pair| check_entry(&pair.concat())).collect()
-}
-
-/// Serves `service` on 127.0.0.1:0 in this process until the test ends: its address.
-pub async fn serve(service: service_kit::Service) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(service.run_until_stopped(listener, std::future::pending()));
-    addr
 }

@@ -8,13 +8,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use std::net::SocketAddr;
-
 use tempfile::TempDir;
-use testkit::Process;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use testkit::{Process, Served};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pingpong");
 
@@ -37,8 +32,8 @@ impl Volume {
     }
 
     /// pingpong served in this process.
-    pub async fn serve(&self) -> App {
-        App::serve(pingpong::build(&pingpong::Config::file(&self.counter)).unwrap()).await
+    pub async fn serve(&self) -> Served {
+        Served::start(pingpong::build(&pingpong::Config::file(&self.counter)).unwrap()).await
     }
 
     /// The real binary, as a child process.
@@ -103,36 +98,6 @@ pub async fn pong(url: &str) -> String {
     let (status, body) = testkit::get(url).await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-/// pingpong served in this process by `run_until_stopped`, as `main` serves it.
-pub struct App {
-    pub addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    served: JoinHandle<std::io::Result<()>>,
-}
-
-impl App {
-    /// Serves `service` on 127.0.0.1:0 until [`App::shut_down`].
-    pub async fn serve(service: service_kit::Service) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(service.run_until_stopped(listener, async {
-            let _ = stopped.await;
-        }));
-        Self { addr, stop, served }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// What SIGTERM does in `main`: graceful shutdown; returns once `run` has.
-    pub async fn shut_down(self) {
-        let _ = self.stop.send(());
-        self.served.await.unwrap().unwrap();
-    }
 }
 
 /// Pings under strace's `inject=fdatasync:error=EIO:when=1` until one is
