@@ -7,7 +7,6 @@
 
 pub mod causes;
 mod connections;
-pub mod drain;
 pub mod env;
 pub mod metrics;
 mod routes;

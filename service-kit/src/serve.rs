@@ -7,16 +7,18 @@
 //! shutdown, open for ever; here hyper's `header_read_timeout` closes such
 //! connections, and the connection bound gives way to new clients first.
 //!
-//! Shutdown, in order (`serve`):
-//! 1. the signal: stop accepting (the listener is closed, so new connections
-//!    are refused by the kernel);
-//! 2. every connection finishes the request it is on and then closes, idle
-//!    ones at once;
-//! 3. the drain: requests being handled run to their answer (at most
-//!    [`SHUTDOWN_GRACE`]), and any that starts from now on is answered 503
-//!    without being handled ([`crate::drain`]);
-//! 4. the last answers get [`FLUSH`] to be written, then whatever is still
-//!    open (a client halfway through its headers) is closed.
+//! Shutdown, in order (`serve`), each step a `Phase` every connection
+//! reads:
+//! 1. the signal (`Phase::Draining`): no handler starts from now on (a
+//!    request that arrives is answered 503 without being handled), stop
+//!    accepting (the listener is closed, so new connections are refused by
+//!    the kernel), and every connection finishes the request it is on and
+//!    then closes, idle ones at once;
+//! 2. the drain: the handlers running run to their answer (at most
+//!    [`SHUTDOWN_GRACE`]; `connections.rs`);
+//! 3. the last answers get [`FLUSH`] to be written, then whatever is still
+//!    open (a client halfway through its headers) is closed
+//!    (`Phase::Closing`).
 //!
 //! The service's workers are stopped after this returns
 //! ([`crate::Service::run_until_stopped`]).
@@ -31,7 +33,7 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::connections::Connections;
-use crate::drain::Drain;
+use crate::shutdown::{Phase, PhaseSender};
 
 /// How long a client may take to send a request's headers (also the idle
 /// limit of a kept-alive connection between requests).
@@ -49,7 +51,7 @@ pub const FLUSH: Duration = Duration::from_millis(100);
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves `app` on `listener` until `shutdown` completes, then shuts down in
-/// the order of the module's comment.
+/// the order of the module's comment, telling each step through `phase`.
 ///
 /// # Errors
 /// Only if the listener's address cannot be read; accept errors (such as
@@ -58,15 +60,13 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     connections: Connections,
+    phase: &PhaseSender,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let drain = Drain::default();
-    let app = drain.guard(app);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
-    // 1. Serve until the signal.
     loop {
         if !connections.make_room(&mut shutdown).await {
             break;
@@ -74,18 +74,20 @@ pub(crate) async fn serve(
         let Some(stream) = accept_until(&listener, &mut shutdown).await else { break };
         connections.spawn(stream, &http, app.clone());
     }
+    // 1. The signal. Handlers are stopped from starting before the listener
+    // closes, so a client that sees its connection refused knows that.
+    phase.send_replace(Phase::Draining);
+    let drained = connections.drain();
     drop(listener);
-    // 2. Every connection finishes its request, then closes.
-    connections.finish();
-    // 3. The drain.
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain.close_when_idle()).await.is_err() {
+    // 2. The drain.
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still in flight after the grace period; closing");
     }
-    // 4. The last answers are written; what is left is closed.
+    // 3. The last answers are written; what is left is closed.
     if tokio::time::timeout(FLUSH, connections.all_closed()).await.is_err() {
         tracing::info!(open = connections.len(), "closing the connections left (no request on them)");
     }
-    connections.close();
+    phase.send_replace(Phase::Closing);
     connections.all_closed().await;
     Ok(())
 }

@@ -21,6 +21,7 @@ use crate::connections::{Connections, OpenConnections};
 use crate::metrics::ServerMetrics;
 use crate::routes::{Check, Live};
 use crate::serve::MAX_CONNECTIONS;
+use crate::shutdown::{Phase, PhaseSender};
 use crate::worker::{Stop, Workers};
 
 /// A service being built, then run.
@@ -34,6 +35,9 @@ pub struct Service {
     check: Option<Check>,
     workers: Workers,
     max_connections: usize,
+    open: OpenConnections,
+    /// Where shutdown stands; the one sender of it.
+    phase: PhaseSender,
 }
 
 impl std::fmt::Debug for Service {
@@ -50,6 +54,7 @@ impl Service {
     pub fn new(prefix: &'static str, version: &'static str) -> Self {
         let mut registry = crate::metrics::registry(prefix, version);
         let server = ServerMetrics::register(registry.sub_registry_with_prefix(prefix));
+        let (phase, _) = tokio::sync::watch::channel(Phase::Serving);
         Self {
             prefix,
             registry,
@@ -58,8 +63,10 @@ impl Service {
             paths: Vec::new(),
             live: None,
             check: None,
-            workers: Workers::default(),
+            workers: Workers::new(phase.subscribe()),
             max_connections: MAX_CONNECTIONS,
+            open: OpenConnections::default(),
+            phase,
         }
     }
 
@@ -109,7 +116,7 @@ impl Service {
     /// How many connections the server has open, as it runs.
     #[must_use]
     pub fn open_connections(&self) -> OpenConnections {
-        OpenConnections::new(self.server.connections.open.clone())
+        self.open.clone()
     }
 
     /// A worker on a thread of its own, for work that blocks (files, locks).
@@ -149,8 +156,9 @@ impl Service {
         self.split().0
     }
 
-    fn split(self) -> (Router, Workers, Connections) {
-        let Self { prefix: _, registry, server, own, mut paths, live, check, workers, max_connections } = self;
+    fn split(self) -> (Router, Workers, Connections, PhaseSender) {
+        let Self { prefix: _, registry, server, own, mut paths, live, check, workers, max_connections, open, phase } =
+            self;
         paths.extend(["/metrics", "/healthz", "/readyz"]);
         let own = own.merge(crate::metrics::route(Arc::new(registry)));
         let all = crate::routes::around(own, &paths, &workers.health(), live, check);
@@ -158,12 +166,15 @@ impl Service {
         // `error_response`), not again by the trace layer.
         let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG));
         let router = crate::metrics::count_requests(all, server.requests).layer(trace);
-        (router, workers, Connections::new(max_connections, server.connections))
+        let connections = Connections::new(max_connections, open, phase.subscribe(), server.connections);
+        (router, workers, connections, phase)
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down in
     /// one sequence: stop accepting, drain (see [`crate::serve`]), then stop
-    /// the workers in the order they were started and wait for each.
+    /// the workers (every [`Stop`] completes at once, each thread worker's
+    /// stop is called once) and wait for each, in the order they were
+    /// started.
     ///
     /// # Errors
     /// The listener's address cannot be read.
@@ -172,13 +183,9 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<()> {
-        let (router, workers, connections) = self.split();
-        let shutting_down = workers.shutting_down();
-        let shutdown = async {
-            shutdown.await;
-            shutting_down();
-        };
-        let served = crate::serve::serve(listener, router, connections, shutdown).await;
+        let (router, workers, connections, phase) = self.split();
+        let served = crate::serve::serve(listener, router, connections, &phase, shutdown).await;
+        phase.send_replace(Phase::Stopping);
         workers.stop_all().await;
         tracing::info!("stopped");
         served

@@ -1,4 +1,5 @@
-//! The one shutdown signal: SIGINT (Ctrl-C) or SIGTERM (Kubernetes, podman).
+//! The one shutdown signal (SIGINT or SIGTERM), and the one place that knows
+//! how far shutdown has gone ([`Phase`]).
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -18,3 +19,24 @@ pub async fn shutdown_signal() {
     };
     tracing::info!(signal = name, "shutting down");
 }
+
+/// How far shutdown has gone, in order. One `watch` of it, sent by
+/// [`crate::Service::run_until_stopped`] and the server it runs, is read by
+/// every connection and worker (mini-redis's one broadcast): nothing else
+/// holds a copy of the phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Serving,
+    /// The signal came: no connection is accepted and no handler starts;
+    /// every connection finishes the request it is on, then closes.
+    Draining,
+    /// Every connection still open closes now.
+    Closing,
+    /// The server is gone: the workers are told to stop.
+    Stopping,
+}
+
+/// The sending side of the phase.
+pub(crate) type PhaseSender = tokio::sync::watch::Sender<Phase>;
+/// A reader of the phase.
+pub(crate) type PhaseReceiver = tokio::sync::watch::Receiver<Phase>;

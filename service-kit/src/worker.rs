@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
+use crate::shutdown::{Phase, PhaseReceiver};
 
 type StopFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -23,51 +23,72 @@ type StopFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Sen
 pub(crate) struct WorkerState {
     name: &'static str,
     ended: AtomicBool,
-    stopping: AtomicBool,
 }
 
 /// Held by a worker while it runs; see the module's comment.
 #[derive(Debug)]
-pub struct Alive(Arc<WorkerState>);
+pub struct Alive {
+    state: Arc<WorkerState>,
+    phase: PhaseReceiver,
+}
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        self.0.ended.store(true, Ordering::SeqCst);
-        if !self.0.stopping.load(Ordering::SeqCst) {
-            tracing::error!(worker = self.0.name, "a worker ended before shutdown; liveness fails from now on");
+        self.state.ended.store(true, Ordering::SeqCst);
+        if *self.phase.borrow() == Phase::Serving {
+            tracing::error!(worker = self.state.name, "a worker ended before shutdown; liveness fails from now on");
         }
     }
 }
 
-/// Completes when shutdown asks a task worker to stop.
-#[derive(Debug)]
-pub struct Stop(oneshot::Receiver<()>);
+/// Completes when shutdown asks the task workers to stop (the phase reaches
+/// `Stopping`, or the service is dropped).
+pub struct Stop(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stop").finish_non_exhaustive()
+    }
+}
+
+impl Stop {
+    fn new(mut phase: PhaseReceiver) -> Self {
+        Self(Box::pin(async move {
+            // Reached, or the sender dropped with the service: stop either way.
+            let _ = phase.wait_for(|now| *now == Phase::Stopping).await;
+        }))
+    }
+}
 
 impl Future for Stop {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // Sent, or the sender dropped with the service: stop either way.
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
+        self.0.as_mut().poll(cx)
     }
 }
 
 /// What liveness and readiness read: the workers' states.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Health(Arc<Mutex<Vec<Arc<WorkerState>>>>);
+#[derive(Debug, Clone)]
+pub(crate) struct Health {
+    states: Arc<Mutex<Vec<Arc<WorkerState>>>>,
+    phase: PhaseReceiver,
+}
 
 impl Health {
-    /// The first worker that has died, if any.
+    /// The first worker that has died (ended while serving), if any.
     pub(crate) fn dead(&self) -> Option<&'static str> {
-        let states = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        states.iter().find(|s| s.ended.load(Ordering::SeqCst) && !s.stopping.load(Ordering::SeqCst)).map(|s| s.name)
+        if *self.phase.borrow() != Phase::Serving {
+            return None;
+        }
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.iter().find(|s| s.ended.load(Ordering::SeqCst)).map(|s| s.name)
     }
 }
 
 /// A service's workers: how to stop each, in the order they were started.
-#[derive(Default)]
 pub(crate) struct Workers {
     health: Health,
-    stops: Vec<(Arc<WorkerState>, StopFn)>,
+    stops: Vec<StopFn>,
 }
 
 impl std::fmt::Debug for Workers {
@@ -77,14 +98,20 @@ impl std::fmt::Debug for Workers {
 }
 
 impl Workers {
+    /// Workers that follow `phase`: a worker that ends before it leaves
+    /// `Serving` has died; task workers stop when it reaches `Stopping`.
+    pub(crate) fn new(phase: PhaseReceiver) -> Self {
+        Self { health: Health { states: Arc::default(), phase }, stops: Vec::new() }
+    }
+
     pub(crate) fn health(&self) -> Health {
         self.health.clone()
     }
 
-    fn add(&mut self, name: &'static str) -> (Arc<WorkerState>, Alive) {
-        let state = Arc::new(WorkerState { name, ended: AtomicBool::new(false), stopping: AtomicBool::new(false) });
-        self.health.0.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&state));
-        (Arc::clone(&state), Alive(state))
+    fn add(&mut self, name: &'static str) -> Alive {
+        let state = Arc::new(WorkerState { name, ended: AtomicBool::new(false) });
+        self.health.states.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&state));
+        Alive { state, phase: self.health.phase.clone() }
     }
 
     /// Runs `body` on a thread of its own, named `name`. At shutdown `stop`
@@ -95,12 +122,12 @@ impl Workers {
         body: impl FnOnce() + Send + 'static,
         stop: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<()> {
-        let (state, alive) = self.add(name);
+        let alive = self.add(name);
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
             let _alive = alive;
             body();
         })?;
-        let stop: StopFn = Box::new(move || {
+        self.stops.push(Box::new(move || {
             Box::pin(async move {
                 stop();
                 let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -108,8 +135,7 @@ impl Workers {
                     tracing::error!(worker = name, "the worker's thread had panicked");
                 }
             })
-        });
-        self.stops.push((state, stop));
+        }));
         Ok(())
     }
 
@@ -120,39 +146,27 @@ impl Workers {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let (state, alive) = self.add(name);
-        let (tell, told) = oneshot::channel();
-        let work = body(Stop(told));
+        let alive = self.add(name);
+        let work = body(Stop::new(self.health.phase.clone()));
         let task = tokio::spawn(async move {
             let _alive = alive;
             work.await;
         });
-        let stop: StopFn = Box::new(move || {
+        self.stops.push(Box::new(move || {
             Box::pin(async move {
-                let _ = tell.send(());
                 if task.await.is_err() {
                     tracing::error!(worker = name, "the worker's task had panicked");
                 }
             })
-        });
-        self.stops.push((state, stop));
+        }));
     }
 
-    /// Shutdown has begun: from now on a worker that ends has not died (the
-    /// last handle to its work may go with the server, before it is asked).
-    pub(crate) fn shutting_down(&self) -> impl FnOnce() + Send + 'static {
-        let states: Vec<_> = self.stops.iter().map(|(state, _)| Arc::clone(state)).collect();
-        move || {
-            for state in states {
-                state.stopping.store(true, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Asks every worker to stop and waits for each, in the order started.
-    pub(crate) async fn stop_all(mut self) {
-        self.shutting_down()();
-        for (_, stop) in std::mem::take(&mut self.stops) {
+    /// Once `phase` has reached `Stopping` (which tells the task workers):
+    /// calls each thread worker's stop, and waits for every worker, in the
+    /// order started.
+    pub(crate) async fn stop_all(self) {
+        debug_assert_eq!(*self.health.phase.borrow(), Phase::Stopping);
+        for stop in self.stops {
             stop().await;
         }
     }
@@ -164,7 +178,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_that_ends_before_shutdown_is_dead_and_one_stopped_by_it_is_not() {
-        let mut workers = Workers::default();
+        let (phase, _) = tokio::sync::watch::channel(Phase::Serving);
+        let mut workers = Workers::new(phase.subscribe());
         let health = workers.health();
         let (release, released) = std::sync::mpsc::channel::<()>();
         workers
@@ -180,9 +195,11 @@ mod tests {
         assert_eq!(health.dead(), None);
         release.send(()).unwrap();
         testkit_free_eventually(|| health.dead() == Some("short-lived")).await;
-        let mut workers2 = Workers::default();
+        let (phase2, _) = tokio::sync::watch::channel(Phase::Serving);
+        let mut workers2 = Workers::new(phase2.subscribe());
         let health2 = workers2.health();
         workers2.spawn_task("loop", |stop| stop);
+        phase2.send_replace(Phase::Stopping);
         workers2.stop_all().await;
         assert_eq!(health2.dead(), None, "stopped by shutdown, not dead");
         drop(workers);
@@ -190,7 +207,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_task_is_dead() {
-        let mut workers = Workers::default();
+        let (phase, _) = tokio::sync::watch::channel(Phase::Serving);
+        let mut workers = Workers::new(phase.subscribe());
         let health = workers.health();
         workers.spawn_task("panics", |_stop| async { panic!("on purpose") });
         testkit_free_eventually(|| health.dead() == Some("panics")).await;

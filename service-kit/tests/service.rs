@@ -206,3 +206,96 @@ async fn shutdown_drains_the_server_then_stops_and_joins_the_workers() {
     served.await.unwrap().unwrap();
     worker_stopped.await.expect("the worker was stopped and joined before run_until_stopped returned");
 }
+
+/// Shutdown, the other side: once the signal has come (new connections are
+/// refused), a request that arrives on a connection already open is
+/// answered 503 without its handler running, while the handler already
+/// running runs to its answer. The open connections are the kit's own
+/// count, as a handler reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_signal_no_handler_starts_and_the_one_running_is_answered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut service = Service::new("demo", "1.2.3");
+    let (entered, in_handler) = oneshot::channel::<()>();
+    let (release, released) = oneshot::channel::<()>();
+    let slow = std::sync::Mutex::new(Some((entered, released)));
+    let slow = Arc::new(slow);
+    service.route(
+        "/slow",
+        get(move || {
+            let taken = slow.lock().unwrap().take();
+            async move {
+                if let Some((entered, released)) = taken {
+                    let _ = entered.send(());
+                    let _ = released.await;
+                }
+                "done"
+            }
+        }),
+    );
+    let ran = Arc::new(AtomicUsize::new(0));
+    service.route(
+        "/counted",
+        get({
+            let ran = Arc::clone(&ran);
+            move || async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                "counted"
+            }
+        }),
+    );
+    let open = service.open_connections();
+    assert_eq!(open.get(), 0);
+    let (base, stop, served) = serve(service).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let in_flight = tokio::spawn({
+        let base = base.clone();
+        async move { get_text(&format!("{base}/slow")).await }
+    });
+    in_handler.await.unwrap();
+    // A second connection, halfway through its request's headers.
+    let mut late = TcpStream::connect(&addr).unwrap();
+    late.write_all(b"GET /counted HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Until hyper has read them, shutdown would close the connection as
+    // one that has sent nothing yet.
+    let (server, client) = (late.peer_addr().unwrap().port(), late.local_addr().unwrap().port());
+    while open.get() < 2 || !read_by_the_server(server, client) {
+        assert!(Instant::now() < deadline, "the server never read the half request");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stop.send(()).unwrap();
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener was never closed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    late.write_all(b"\r\n").unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        late.read_to_string(&mut answer).map(|_| answer)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.ends_with("shutting down\n"), "{answer}");
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the late request's handler never ran");
+    release.send(()).unwrap();
+    assert_eq!(in_flight.await.unwrap(), (200, "done".into()), "the handler running was answered");
+    served.await.unwrap().unwrap();
+    assert_eq!(open.get(), 0, "every connection closed");
+}
+
+/// Whether the server's end of the connection from `client` to `server`
+/// (on 127.0.0.1) has nothing left unread in the kernel: Linux's
+/// `/proc/net/tcp` shows each socket's receive queue.
+fn read_by_the_server(server: u16, client: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let (local, remote) = (format!("0100007F:{server:04X}"), format!("0100007F:{client:04X}"));
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        fields.len() > 4 && fields[1] == local && fields[2] == remote && fields[4].ends_with(":00000000")
+    })
+}
