@@ -7,6 +7,7 @@
 
 pub mod causes;
 mod connections;
+mod counting;
 pub mod env;
 pub mod metrics;
 mod routes;

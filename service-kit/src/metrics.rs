@@ -15,9 +15,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -151,18 +150,6 @@ impl ServerMetrics {
         );
         metrics
     }
-}
-
-/// `router` with every response counted in `requests`.
-pub(crate) fn count_requests(router: Router, requests: Requests) -> Router {
-    router.layer(middleware::from_fn_with_state(requests, count))
-}
-
-async fn count(State(requests): State<Requests>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let response = next.run(request).await;
-    requests.get_or_create(&RequestLabels { route, status: response.status().as_u16() }).inc();
-    response
 }
 
 #[cfg(test)]

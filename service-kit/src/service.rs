@@ -160,12 +160,14 @@ impl Service {
         let Self { prefix: _, registry, server, own, mut paths, live, check, workers, max_connections, open, phase } =
             self;
         paths.extend(["/metrics", "/healthz", "/readyz"]);
+        let routes: Vec<_> = paths.iter().map(|path| path.split_once('?').map_or(*path, |(p, _)| p)).collect();
         let own = own.merge(crate::metrics::route(Arc::new(registry)));
         let all = crate::routes::around(own, &paths, &workers.health(), live, check);
         // A failed request is logged once, by the service's error (see
         // `error_response`), not again by the trace layer.
         let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG));
-        let router = crate::metrics::count_requests(all, server.requests).layer(trace);
+        let counting = crate::counting::CountLayer::new(server.requests, &routes);
+        let router = all.layer(counting).layer(trace);
         let connections = Connections::new(max_connections, open, phase.subscribe(), server.connections);
         (router, workers, connections, phase)
     }
