@@ -14,6 +14,7 @@ use axum::Router;
 use axum::routing::MethodRouter;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
@@ -163,11 +164,13 @@ impl Service {
         let routes: Vec<_> = paths.iter().map(|path| path.split_once('?').map_or(*path, |(p, _)| p)).collect();
         let own = own.merge(crate::metrics::route(Arc::new(registry)));
         let all = crate::routes::around(own, &paths, &workers.health(), live, check);
-        // A failed request is logged once, by the service's error (see
-        // `error_response`), not again by the trace layer.
-        let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG));
         let counting = crate::counting::CountLayer::new(server.requests, &routes);
-        let router = all.layer(counting).layer(trace);
+        let router = all.layer(counting);
+        // Everything the trace layer says is at DEBUG, and the filter is
+        // fixed at start-up (`telemetry::init`, before this), so at the
+        // default level it would only cost each request a span, a clock
+        // read and a wrapped body to say nothing (`docs/benchmarks.md`).
+        let router = if trace_enabled() { router.layer(trace_layer()) } else { router };
         let connections = Connections::new(max_connections, open, phase.subscribe(), server.connections);
         (router, workers, connections, phase)
     }
@@ -192,4 +195,19 @@ impl Service {
         tracing::info!("stopped");
         served
     }
+}
+
+/// The trace layer's events would be logged.
+fn trace_enabled() -> bool {
+    tracing::enabled!(target: "tower_http::trace::make_span", Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_request", Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_response", Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_failure", Level::DEBUG)
+}
+
+/// Each request in a span, its start, its answer and its failure logged at
+/// DEBUG. A failed request is logged once, by the service's error (see
+/// `error_response`), not again at ERROR by the trace layer.
+fn trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>> {
+    TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG))
 }
