@@ -194,7 +194,8 @@ mod tests {
         workers.spawn_task("loop", |stop| stop);
         assert_eq!(health.dead(), None);
         release.send(()).unwrap();
-        testkit_free_eventually(|| health.dead() == Some("short-lived")).await;
+        testkit::eventually("the worker to be dead", || async { (health.dead() == Some("short-lived")).then_some(()) })
+            .await;
         let (phase2, _) = tokio::sync::watch::channel(Phase::Serving);
         let mut workers2 = Workers::new(phase2.subscribe());
         let health2 = workers2.health();
@@ -211,17 +212,6 @@ mod tests {
         let mut workers = Workers::new(phase.subscribe());
         let health = workers.health();
         workers.spawn_task("panics", |_stop| async { panic!("on purpose") });
-        testkit_free_eventually(|| health.dead() == Some("panics")).await;
-    }
-
-    /// Polls `check` (without testkit, which depends on nothing of ours).
-    async fn testkit_free_eventually(check: impl Fn() -> bool) {
-        for _ in 0..500 {
-            if check() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("timed out");
+        testkit::eventually("the task to be dead", || async { (health.dead() == Some("panics")).then_some(()) }).await;
     }
 }

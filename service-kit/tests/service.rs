@@ -9,19 +9,8 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use service_kit::Service;
 use service_kit::serve::HEADER_READ_TIMEOUT;
-use tokio::net::TcpListener;
+use testkit::Served;
 use tokio::sync::oneshot;
-
-/// Serves `service` on 127.0.0.1:0 until the returned sender is dropped or sent.
-async fn serve(service: Service) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(service.run_until_stopped(listener, async {
-        let _ = stopped.await;
-    }));
-    (base, stop, served)
-}
 
 async fn get_text(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.unwrap();
@@ -36,7 +25,8 @@ fn demo() -> Service {
 
 #[tokio::test]
 async fn the_404_names_exactly_the_routes_served() {
-    let (base, _stop, _served) = serve(demo()).await;
+    let served = Served::start(demo()).await;
+    let base = served.url("");
     let (status, body) = get_text(&format!("{base}/nowhere")).await;
     assert_eq!(status, 404);
     assert_eq!(body, "not found: try GET /hello, /items?page=N, /metrics, /healthz or /readyz\n");
@@ -62,7 +52,8 @@ async fn liveness_fails_once_a_worker_has_died_and_readiness_says_why() {
         )
         .unwrap();
     service.readiness(|| async { Err("the disk is full".to_owned()) });
-    let (base, _stop, _served) = serve(service).await;
+    let served = Served::start(service).await;
+    let base = served.url("");
     assert_eq!(get_text(&format!("{base}/healthz")).await, (200, "ok".into()));
     assert_eq!(get_text(&format!("{base}/readyz")).await, (503, "not ready: the disk is full\n".into()));
     release.send(()).unwrap();
@@ -91,7 +82,8 @@ async fn a_failing_liveness_check_fails_healthz_with_its_reason_and_leaves_readi
     service.liveness(move || {
         if seen.load(std::sync::atomic::Ordering::SeqCst) { Err("the loop last turned 1m ago".into()) } else { Ok(()) }
     });
-    let (base, _stop, _served) = serve(service).await;
+    let served = Served::start(service).await;
+    let base = served.url("");
     assert_eq!(get_text(&format!("{base}/healthz")).await, (200, "ok".into()));
     stuck.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(get_text(&format!("{base}/healthz")).await, (503, "not alive: the loop last turned 1m ago\n".into()));
@@ -110,7 +102,8 @@ async fn idle_connections_beyond_the_bound_give_way_and_a_normal_request_is_answ
     const IDLE: usize = 3 * BOUND;
     let mut service = demo();
     service.max_connections(BOUND);
-    let (base, _stop, _served) = serve(service).await;
+    let served = Served::start(service).await;
+    let base = served.url("");
     let addr = base.trim_start_matches("http://").to_owned();
     let idle = tokio::task::spawn_blocking(move || {
         (0..IDLE)
@@ -157,7 +150,8 @@ async fn idle_connections_beyond_the_bound_give_way_and_a_normal_request_is_answ
 /// `promtool check metrics`) gets the classic text format.
 #[tokio::test]
 async fn metrics_come_in_the_format_asked_for() {
-    let (base, _stop, _served) = serve(demo()).await;
+    let served = Served::start(demo()).await;
+    let base = served.url("");
     let client = reqwest::Client::new();
     let om = client
         .get(format!("{base}/metrics"))
@@ -198,12 +192,13 @@ async fn shutdown_drains_the_server_then_stops_and_joins_the_workers() {
         stop.await;
         let _ = worker_done.send(());
     });
-    let (base, stop, served) = serve(service).await;
+    let mut served = Served::start(service).await;
+    let base = served.url("");
     let slow = tokio::spawn(async move { get_text(&format!("{base}/slow")).await });
     in_handler.await.unwrap();
-    stop.send(()).unwrap();
+    served.signal();
     assert_eq!(slow.await.unwrap(), (200, "done".into()), "the request in flight was answered");
-    served.await.unwrap().unwrap();
+    served.shut_down().await;
     worker_stopped.await.expect("the worker was stopped and joined before run_until_stopped returned");
 }
 
@@ -248,7 +243,8 @@ async fn after_the_signal_no_handler_starts_and_the_one_running_is_answered() {
     );
     let open = service.open_connections();
     assert_eq!(open.get(), 0);
-    let (base, stop, served) = serve(service).await;
+    let mut served = Served::start(service).await;
+    let base = served.url("");
     let addr = base.trim_start_matches("http://").to_owned();
     let in_flight = tokio::spawn({
         let base = base.clone();
@@ -266,7 +262,7 @@ async fn after_the_signal_no_handler_starts_and_the_one_running_is_answered() {
         assert!(Instant::now() < deadline, "the server never read the half request");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    stop.send(()).unwrap();
+    served.signal();
     while tokio::net::TcpStream::connect(&addr).await.is_ok() {
         assert!(Instant::now() < deadline, "the listener was never closed");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -284,7 +280,7 @@ async fn after_the_signal_no_handler_starts_and_the_one_running_is_answered() {
     assert_eq!(ran.load(Ordering::SeqCst), 0, "the late request's handler never ran");
     release.send(()).unwrap();
     assert_eq!(in_flight.await.unwrap(), (200, "done".into()), "the handler running was answered");
-    served.await.unwrap().unwrap();
+    served.shut_down().await;
     assert_eq!(open.get(), 0, "every connection closed");
 }
 

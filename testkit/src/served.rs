@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 pub struct Served {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
     served: JoinHandle<std::io::Result<()>>,
 }
 
@@ -30,7 +30,7 @@ impl Served {
         let served = tokio::spawn(service.run_until_stopped(listener, async {
             let _ = stopped.await;
         }));
-        Self { addr, stop, served }
+        Self { addr, stop: Some(stop), served }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -39,13 +39,20 @@ impl Served {
         format!("http://{}{path}", self.addr)
     }
 
-    /// What SIGTERM does in `main`: the graceful shutdown; returns once the
-    /// service has ended.
+    /// What SIGTERM does in `main`: starts the graceful shutdown, without
+    /// waiting for it (a second call does nothing).
+    pub fn signal(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// [`Served::signal`], then waits until the service has ended.
     ///
     /// # Panics
     /// The service ended with an error, or its task panicked.
-    pub async fn shut_down(self) {
-        let _ = self.stop.send(());
+    pub async fn shut_down(mut self) {
+        self.signal();
         self.served.await.expect("the service's task ended").expect("the service ended without an error");
     }
 }
