@@ -236,7 +236,8 @@ medians of the rounds' ratios (their range in brackets), the req/s columns
 the medians of the runs. `/healthz` is the same server answering without
 counting, so it is the most any design of `/pingpong` on this HTTP stack can
 serve at that count; nginx (Debian's `nginx-light`, two workers, no access
-log) is what an HTTP server's request costs on this machine. {ceiling_text}
+log) is what an HTTP server's request costs on this machine (where the
+kit's time goes against it: [http-path.md](http-path.md)). {ceiling_text}
 
 ## Where the CPU goes
 
@@ -342,7 +343,7 @@ open(md_path, "w").write(md)
 
 # Plot: throughput against connections, log-scale x.
 W, H, L, B, T, R = 640, 360, 70, 50, 30, 150
-top = max(max(r[f"{k}_rps_c{c}"] for k in ("pp", "redis", "pg", "healthz")) for c in CONNECTIONS) * 1.1
+top = max(max(r[f"{k}_rps_c{c}"] for k in ("pp", "redis", "pg", "healthz", "nginx")) for c in CONNECTIONS) * 1.1
 xs = {c: L + i * (W - L - R) / (len(CONNECTIONS) - 1) for i, c in enumerate(CONNECTIONS)}
 y = lambda v: H - B - v / top * (H - B - T)  # noqa: E731
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
@@ -358,7 +359,8 @@ for i in range(5):
     svg.append(f'<line x1="{L - 4}" y1="{y(v)}" x2="{W - R}" y2="{y(v)}" stroke="#ddd"/>')
     svg.append(f'<text x="{L - 8}" y="{y(v) + 4}" text-anchor="end">{v / 1000:.0f}k</text>')
 for key, name, colour in (("pp", "pingpong, the file", "#d62728"), ("redis", "Redis INCR, fsync always", "#1f77b4"),
-                          ("pg", "pingpong, PostgreSQL", "#2ca02c"), ("healthz", "/healthz (no count)", "#7f7f7f")):
+                          ("pg", "pingpong, PostgreSQL", "#2ca02c"), ("healthz", "/healthz (no count)", "#7f7f7f"),
+                          ("nginx", "nginx return 200", "#bcbd22")):
     pts = " ".join(f"{xs[c]:.1f},{y(r[f'{key}_rps_c{c}']):.1f}" for c in CONNECTIONS)
     svg.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
     for c in CONNECTIONS:
