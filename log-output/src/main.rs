@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> ExitCode {
     service_kit::telemetry::init();
-    service_kit::startup::exit_code("log-output", start().await)
+    service_kit::exit::exit_code("log-output", start().await)
 }
 
 async fn start() -> anyhow::Result<()> {

@@ -26,7 +26,7 @@
 //!
 //! The queue is unbounded: what waits in it is bounded by the requests being
 //! handled, at most one per open connection, which the server bounds
-//! (`service_kit::serve::MAX_CONNECTIONS`).
+//! (`service_kit::http_server::MAX_CONNECTIONS`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

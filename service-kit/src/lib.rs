@@ -9,12 +9,12 @@ pub mod causes;
 mod connections;
 mod counting;
 pub mod env;
+pub mod exit;
+pub mod http_server;
 pub mod metrics;
 mod routes;
-pub mod serve;
 mod service;
 pub mod shutdown;
-pub mod startup;
 pub mod telemetry;
 mod worker;
 

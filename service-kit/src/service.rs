@@ -19,9 +19,9 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::connections::{Connections, OpenConnections};
+use crate::http_server::MAX_CONNECTIONS;
 use crate::metrics::ServerMetrics;
 use crate::routes::{Check, Live};
-use crate::serve::MAX_CONNECTIONS;
 use crate::shutdown::{Phase, PhaseSender};
 use crate::worker::{Stop, Workers};
 
@@ -176,7 +176,7 @@ impl Service {
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down in
-    /// one sequence: stop accepting, drain (see [`crate::serve`]), then stop
+    /// one sequence: stop accepting, drain (see [`crate::http_server`]), then stop
     /// the workers (every [`Stop`] completes at once, each thread worker's
     /// stop is called once) and wait for each, in the order they were
     /// started.
@@ -189,7 +189,7 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send,
     ) -> io::Result<()> {
         let (router, workers, connections, phase) = self.split();
-        let served = crate::serve::serve(listener, router, connections, &phase, shutdown).await;
+        let served = crate::http_server::serve(listener, router, connections, &phase, shutdown).await;
         phase.send_replace(Phase::Stopping);
         workers.stop_all().await;
         tracing::info!("stopped");

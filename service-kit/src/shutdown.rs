@@ -1,10 +1,12 @@
 //! The one shutdown signal (SIGINT or SIGTERM), and the one place that knows
-//! how far shutdown has gone ([`Phase`]).
+//! how far shutdown has gone (`Phase`).
 
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Completes when the process receives SIGINT or SIGTERM. Used by the HTTP
-/// servers' graceful shutdown and by the writer loop.
+/// Completes when the process receives SIGINT or SIGTERM: what every
+/// `main` passes to [`crate::Service::run_until_stopped`], which then runs
+/// the shutdown sequence (the server's drain, then the workers, the writer
+/// loop among them).
 pub async fn shutdown_signal() {
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use service_kit::Service;
-use service_kit::serve::HEADER_READ_TIMEOUT;
+use service_kit::http_server::HEADER_READ_TIMEOUT;
 use testkit::Served;
 use tokio::sync::oneshot;
 
