@@ -365,7 +365,7 @@ for key, name, colour in (("pp", "pingpong, the file", "#d62728"), ("redis", "Re
     svg.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
     for c in CONNECTIONS:
         svg.append(f'<circle cx="{xs[c]:.1f}" cy="{y(r[f"{key}_rps_c{c}"]):.1f}" r="3" fill="{colour}"/>')
-    ly = T + 20 + {"pp": 0, "redis": 20, "pg": 40, "healthz": 60}[key]
+    ly = T + 20 + {"pp": 0, "redis": 20, "pg": 40, "healthz": 60, "nginx": 80}[key]
     svg.append(f'<line x1="{W - R + 10}" y1="{ly - 4}" x2="{W - R + 30}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>')
     svg.append(f'<text x="{W - R + 34}" y="{ly}" font-size="10">{name}</text>')
 svg.append("</svg>")
