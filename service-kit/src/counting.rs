@@ -4,7 +4,7 @@
 //! A `Family` lookup per request (an owned `String` for the route, hashing
 //! the labels, a read lock) and `middleware::from_fn` (a boxed future and a
 //! clone of the inner service) were a measurable share of a request's CPU
-//! on the `/healthz` path (`docs/benchmarks.md`). Here the routes are known
+//! on the `/healthz` path (`docs/http-path.md`). Here the routes are known
 //! when the service is built, so each (route, common status) pair finds its
 //! counter once, the first time it is answered, and keeps it; a route or a
 //! status outside those still goes through the `Family`. Nothing is

@@ -169,7 +169,7 @@ impl Service {
         // Everything the trace layer says is at DEBUG, and the filter is
         // fixed at start-up (`telemetry::init`, before this), so at the
         // default level it would only cost each request a span, a clock
-        // read and a wrapped body to say nothing (`docs/benchmarks.md`).
+        // read and a wrapped body to say nothing (`docs/http-path.md`).
         let router = if trace_enabled() { router.layer(trace_layer()) } else { router };
         let connections = Connections::new(max_connections, open, phase.subscribe(), server.connections);
         (router, workers, connections, phase)
